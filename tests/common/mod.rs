@@ -1,0 +1,157 @@
+//! Helpers shared by the integration tests: a server on 127.0.0.1 port 0, in this process (to read its
+//! stats) or as the built binary (to see what a user sees), and clients with timeouts so no test hangs.
+#![allow(dead_code)] // Each test file uses its own subset.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use socklab::config::Config;
+use socklab::reactor::{Server, ShutdownHandle, Summary};
+
+/// Generous: tests assert correctness, not speed, on a shared two-core machine.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A reactor running on a thread of the test process.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    handle: ShutdownHandle,
+    thread: JoinHandle<std::io::Result<Summary>>,
+}
+
+pub fn config() -> Config {
+    Config {
+        port: 0,
+        ..Config::default()
+    }
+}
+
+pub fn start(config: Config) -> InProcess {
+    let server = Server::bind(config).expect("bind");
+    let addr = server.local_addr();
+    let handle = server.shutdown_handle();
+    let thread = thread::spawn(move || server.run());
+    InProcess { addr, handle, thread }
+}
+
+impl InProcess {
+    /// Shuts the server down as SIGTERM would and returns what it counted.
+    pub fn stop(self) -> Summary {
+        self.handle.shutdown();
+        self.thread.join().expect("server thread panicked").expect("server failed")
+    }
+}
+
+/// The built `socklab-server` binary, on port 0, killed if the test ends without stopping it.
+pub struct Binary {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+pub fn spawn_binary(args: &[&str]) -> Binary {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socklab-server"))
+        .args(["--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn socklab-server");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(TIMEOUT).expect("no `listening on` line");
+    let addr = socklab::net::parse_listening_line(&line)
+        .unwrap_or_else(|| panic!("not a listening line: {line:?}"));
+    Binary { addr, child }
+}
+
+impl Binary {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped; no memory is involved.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits (bounded) for the process to exit; returns its status and everything it logged.
+    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+                return (status, stderr);
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP client whose reads and writes give up after [`TIMEOUT`] instead of hanging the test.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads exactly `n` bytes (a reply may arrive in any number of pieces).
+pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).expect("read reply");
+    buf
+}
+
+/// Sends `request` and reads back exactly as many bytes as its reply must have.
+pub fn exchange(stream: &mut TcpStream, request: &[u8]) -> Vec<u8> {
+    stream.write_all(request).unwrap();
+    let expected = socklab::service::Service::Upper.reply_to_stream(request).len();
+    read_n(stream, expected)
+}
+
+/// A UDP client bound to an ephemeral port of the same family as `server`, with a receive timeout.
+pub fn udp_client(server: SocketAddr) -> UdpSocket {
+    let local: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().unwrap();
+    let socket = UdpSocket::bind(local).unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket
+}
+
+/// Reads until end of stream.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).expect("read to end");
+    all
+}
+
+/// `n` distinct lowercase lines: what load tests send.
+pub fn lines(n: usize, tag: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.extend_from_slice(format!("client {tag} line {i} the quick brown fox\n").as_bytes());
+    }
+    out
+}
+
+/// The threads of a process, from `/proc`.
+pub fn thread_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+}

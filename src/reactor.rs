@@ -110,7 +110,8 @@ impl Server {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        poll.registry().register(&mut udp, UDP, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut udp, UDP, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
             poll,
@@ -243,7 +244,7 @@ impl Server {
         }
     }
 
-    /// 3. Accept until `WouldBlock` (or the accept budget is spent).
+    /// Stage 3. Accept until `WouldBlock` (or the accept budget is spent).
     fn accept(&mut self) {
         for _ in 0..ACCEPT_BUDGET {
             let Some(listener) = &self.listener else {
@@ -294,7 +295,7 @@ impl Server {
         debug!("{peer}: connected as {token:?}");
     }
 
-    /// 4. Answer datagrams until `WouldBlock`: one reply datagram per datagram, to its sender.
+    /// Stage 4. Answer datagrams until `WouldBlock`: one reply datagram per datagram, to its sender.
     fn answer_datagrams(&mut self) {
         let Some(udp) = &self.udp else {
             return;
@@ -333,7 +334,7 @@ impl Server {
         }
     }
 
-    /// 2, for a connection's token: ignore tokens no longer (or never) in use, else drive the connection.
+    /// Stage 2, for a connection's token: ignore tokens no longer (or never) in use, else drive the connection.
     fn connection_event(&mut self, token: Token, event: &mio::event::Event) {
         let Some(key) = token.0.checked_sub(FIRST_CONNECTION) else {
             return;
@@ -349,7 +350,7 @@ impl Server {
         }
     }
 
-    /// 5 and 6 for one connection (see `connection.rs`), then what its progress asks of the loop.
+    /// Stages 5 and 6 for one connection (see `connection.rs`), then what its progress asks of the loop.
     fn drive(&mut self, key: usize) {
         let conn = &mut self.connections[key];
         let mut cx = Context {
@@ -369,7 +370,13 @@ impl Server {
             }
             Progress::Done(why) => {
                 debug!("{}: closed ({why})", conn.peer());
-                close(conn, self.poll.registry(), &mut self.reap, &mut self.stats, key);
+                close(
+                    conn,
+                    self.poll.registry(),
+                    &mut self.reap,
+                    &mut self.stats,
+                    key,
+                );
             }
         }
     }
@@ -381,7 +388,11 @@ impl Server {
         };
         let mut names = Vec::new();
         for signal in signals.pending() {
-            names.push(if signal == SIGINT { "SIGINT" } else { "SIGTERM" });
+            names.push(if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            });
         }
         for name in names {
             self.signals_seen += 1;
@@ -394,7 +405,7 @@ impl Server {
         false
     }
 
-    /// 10. Stop accepting, stop taking datagrams, and close every connection with nothing in flight. The
+    /// Stage 10. Stop accepting, stop taking datagrams, and close every connection with nothing in flight. The
     /// others finish what they have been sent, then close; the deadline cuts off those that do not.
     fn begin_shutdown(&mut self, why: &str) {
         if self.deadline.is_some() {
@@ -430,7 +441,13 @@ impl Server {
 }
 
 /// Stage 8's first half for one connection: out of the poll now, out of the slab at the end of the turn.
-fn close(conn: &mut Connection, registry: &Registry, reap: &mut Vec<usize>, stats: &mut Stats, key: usize) {
+fn close(
+    conn: &mut Connection,
+    registry: &Registry,
+    reap: &mut Vec<usize>,
+    stats: &mut Stats,
+    key: usize,
+) {
     conn.close(registry);
     reap.push(key);
     stats.closed += 1;

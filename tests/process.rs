@@ -1,0 +1,225 @@
+//! The built binary as a process: exactly one thread, signals, flags and errors a user sees.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use socklab::service::Service;
+
+#[test]
+fn the_server_runs_exactly_one_thread_under_load() {
+    let server = spawn_binary(&[]);
+    let mut clients: Vec<_> = (0..50).map(|_| connect(server.addr)).collect();
+    let udp = udp_client(server.addr);
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(&lines(100, i)).unwrap();
+        udp.send_to(b"ping", server.addr).unwrap();
+    }
+    assert_eq!(
+        thread_count(server.pid()),
+        1,
+        "the reactor serves everyone from one thread"
+    );
+    for (i, c) in clients.iter_mut().enumerate() {
+        let expected = Service::Upper.reply_to_stream(&lines(100, i));
+        assert_eq!(read_n(c, expected.len()), expected);
+    }
+    assert_eq!(thread_count(server.pid()), 1);
+}
+
+#[test]
+fn sigterm_flushes_every_reply_that_was_due_then_exits_zero() {
+    let server = spawn_binary(&[]);
+    let mut client = connect(server.addr);
+    // Much more than the socket buffers and the high-water mark hold: most replies are still due when the
+    // signal arrives, because this client has not read any of them yet.
+    let request = lines(60_000, 5);
+    let mut writer = client.try_clone().unwrap();
+    let to_send = request.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&to_send).unwrap();
+    });
+    let expected = Service::Upper.reply_to_stream(&request);
+    let mut reply = read_n(&mut client, 1000);
+    sender.join().unwrap();
+    server.signal(libc::SIGTERM);
+    reply.extend(read_to_end(&mut client));
+    assert!(
+        reply == expected,
+        "got {} of {} reply bytes",
+        reply.len(),
+        expected.len()
+    );
+    let (status, log) = server.wait();
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(
+        log.contains("stopped: connections 1 accepted 1 closed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigint_with_no_clients_exits_zero_at_once() {
+    let server = spawn_binary(&[]);
+    let start = Instant::now();
+    server.signal(libc::SIGINT);
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "an idle server has nothing to flush"
+    );
+    assert!(log.contains("stopped:"), "{log}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_without_waiting_for_the_deadline() {
+    let server = spawn_binary(&["--shutdown-timeout", "60"]);
+    // A client that sends a lot and reads nothing: its replies can never flush.
+    let mut client = connect(server.addr);
+    client
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let _ = client.write_all(&vec![b'x'; 8 << 20]);
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child_is_running(),
+        "the first signal waits for the flush"
+    );
+    let start = Instant::now();
+    server.signal(libc::SIGTERM);
+    let (status, log) = server.wait();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the second signal must not wait 60 s"
+    );
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("again"), "{log}");
+    drop(client);
+}
+
+#[test]
+fn shutdown_deadline_drops_a_client_that_never_reads() {
+    let server = spawn_binary(&["--shutdown-timeout", "0.5"]);
+    let mut client = connect(server.addr);
+    client
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let _ = client.write_all(&vec![b'x'; 8 << 20]);
+    server.signal(libc::SIGTERM);
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("cut at the shutdown deadline"), "{log}");
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+#[test]
+fn new_connections_are_refused_once_shutdown_begins() {
+    let server = spawn_binary(&["--shutdown-timeout", "30"]);
+    let mut busy = connect(server.addr);
+    busy.set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let _ = busy.write_all(&vec![b'x'; 8 << 20]);
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "the listener must be closed"
+    );
+    drop(busy);
+    let (status, _) = server.wait();
+    assert!(status.success());
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error_and_exit_2() {
+    let first = spawn_binary(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_socklab-server"))
+        .args(["--port", &first.addr.port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot bind tcp 127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains("already using this port"), "{stderr}");
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_reason() {
+    for (args, needle) in [
+        (&["--bind", "not-an-ip"][..], "invalid value"),
+        (&["--service", "shout"][..], "possible values: upper, echo"),
+        (&["--high-water", "10"][..], "--high-water must be at least"),
+        (
+            &["--shutdown-timeout=-1"][..],
+            "--shutdown-timeout must be a number of seconds",
+        ),
+        (
+            &["--shutdown-timeout", "inf"][..],
+            "--shutdown-timeout must be a number of seconds",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_socklab-server"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_socklab-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--bind",
+        "--port",
+        "--service",
+        "--high-water",
+        "--read-budget",
+        "--shutdown-timeout",
+        "--verbose",
+        "--quiet",
+    ] {
+        assert!(help.contains(flag), "--help does not mention {flag}");
+    }
+    assert!(help.contains("[default: 12000]"));
+}
+
+#[test]
+fn verbose_logs_each_connection_and_quiet_logs_nothing_routine() {
+    for (flag, expect_debug) in [("-v", true), ("-q", false)] {
+        let server = spawn_binary(&[flag]);
+        let mut c = connect(server.addr);
+        assert_eq!(exchange(&mut c, b"x"), b"X");
+        drop(c);
+        std::thread::sleep(Duration::from_millis(100));
+        server.signal(libc::SIGTERM);
+        let (_, log) = server.wait();
+        assert_eq!(log.contains("connected as"), expect_debug, "{flag}: {log}");
+        assert_eq!(log.contains("stopped:"), expect_debug, "{flag}: {log}");
+    }
+}
+
+#[test]
+fn the_readme_example_works_with_a_plain_socket() {
+    // printf 'hello world\n' | nc -q1 127.0.0.1 12000  →  HELLO WORLD
+    let server = spawn_binary(&[]);
+    let mut c = connect(server.addr);
+    c.write_all(b"hello world\n").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "HELLO WORLD\n");
+}

@@ -131,16 +131,12 @@ fn every_file_and_function_the_docs_name_exists() {
         for (i, (span, _)) in spans.iter().enumerate() {
             let before = text.split('`').nth(2 * i).unwrap_or("");
             let tail = before.trim_end();
-            let named_as_test =
-                tail.ends_with("test") || tail.ends_with("tests") || tail.ends_with("test\n");
-            if named_as_test
-                && span
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                if !sources.contains(&format!("fn {span}(")) {
-                    missing.push(format!("{chapter}: test {span}"));
-                }
+            let named_as_test = tail.ends_with("test") || tail.ends_with("tests");
+            let is_fn_name = span
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if named_as_test && is_fn_name && !sources.contains(&format!("fn {span}(")) {
+                missing.push(format!("{chapter}: test {span}"));
             }
         }
     }

@@ -25,7 +25,23 @@ pub struct Config {
     pub read_budget: usize,
     /// How long a shutdown waits for pending replies to be flushed before it drops what is left.
     pub shutdown_timeout: Duration,
+    /// The idle window: a connection that sends nothing for this long, or less than `min_rate` bytes per
+    /// second over it, is closed (unless it is waiting on its own replies). `None` turns it off.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes per second a connection must average over each idle window, so that a client trickling a byte
+    /// at a time cannot hold a connection forever. 0 only asks for one byte per window.
+    pub min_rate: u64,
+    /// A connection whose replies wait this long without the peer reading any of them is closed. `None`
+    /// turns it off.
+    pub write_timeout: Option<Duration>,
+    /// The most TCP connections served at once; a client over it is told `ERR too many connections` and
+    /// closed. `None`: what the open-file limit allows, less [`FD_RESERVE`].
+    pub max_connections: Option<usize>,
 }
+
+/// Descriptors kept back from `max_connections` for the listener, the UDP socket, the poll, logging, and the
+/// accept that refuses a client over the limit.
+pub const FD_RESERVE: usize = 32;
 
 impl Default for Config {
     fn default() -> Self {
@@ -36,6 +52,10 @@ impl Default for Config {
             high_water: 256 * 1024,
             read_budget: 256 * 1024,
             shutdown_timeout: Duration::from_secs(3),
+            idle_timeout: Some(Duration::from_secs(300)),
+            min_rate: 1,
+            write_timeout: Some(Duration::from_secs(30)),
+            max_connections: None,
         }
     }
 }
@@ -55,6 +75,62 @@ impl Config {
         if self.read_budget == 0 {
             return Err("--read-budget must be at least 1 byte".into());
         }
+        if self.max_connections == Some(0) {
+            return Err("--max-connections must be at least 1".into());
+        }
         Ok(())
+    }
+}
+
+/// The connection cap `config` asks for, or the one the open-file limit allows.
+pub fn max_connections(config: &Config) -> usize {
+    config.max_connections.unwrap_or_else(|| {
+        crate::net::open_file_limit()
+            .saturating_sub(FD_RESERVE)
+            .max(1)
+    })
+}
+
+/// Parses a flag given in seconds (`3`, `0.5`): finite and not negative. For clap's `value_parser`.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{text}` is not a number of seconds, 0 or more"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A timeout flag where 0 means "off".
+pub fn off_if_zero(timeout: Duration) -> Option<Duration> {
+    (!timeout.is_zero()).then_some(timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse_and_reject() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("0").map(off_if_zero), Ok(None));
+        assert_eq!(
+            parse_seconds("2").map(off_if_zero),
+            Ok(Some(Duration::from_secs(2)))
+        );
+        for bad in ["-1", "inf", "NaN", "soon"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_validate() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let tiny = Config {
+            high_water: 10,
+            ..Config::default()
+        };
+        assert!(tiny.validate().unwrap_err().contains("--high-water"));
     }
 }

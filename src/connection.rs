@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use log::debug;
 use mio::net::TcpStream;
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::net::{interrupted, would_block};
 use crate::service::{Session, Step};
 use crate::stats::Stats;
+use crate::timers::{Check, Timers};
 
 /// Reads smaller than this are not worth a system call: under backpressure, wait until this much room is free.
 const MIN_READ: usize = 4096;
@@ -73,6 +75,9 @@ impl Default for Buffers {
 /// What a connection borrows from its reactor while it is driven.
 pub struct Context<'a> {
     pub registry: &'a Registry,
+    /// The time this turn of the loop began: one clock read per turn, not one per read.
+    pub now: Instant,
+    pub timers: &'a mut Timers,
     pub buffers: &'a mut Buffers,
     pub stats: &'a mut Stats,
     pub config: &'a Config,
@@ -84,6 +89,8 @@ pub struct Context<'a> {
 pub struct Connection {
     stream: TcpStream,
     token: Token,
+    /// A serial number, so a timer set for an earlier connection in the same slot does not touch this one.
+    id: u64,
     peer: SocketAddr,
     phase: Phase,
     /// The service's state for this stream (a character split across reads).
@@ -101,14 +108,29 @@ pub struct Connection {
     wants_write: bool,
     /// Already on the reactor's list of connections to revisit next turn.
     pub queued: bool,
+    /// When the current idle window began, and the bytes received since (the idle and minimum-rate rule).
+    window_start: Instant,
+    window_bytes: u64,
+    /// When a write last made progress, or when replies began to wait (the write timeout counts from here).
+    last_write: Instant,
+    /// When this connection next wants stage 9 to look at it: its one live entry in the timer heap.
+    check_at: Option<Instant>,
 }
 
 impl Connection {
     /// A newly accepted connection, already registered for READABLE under `token`.
-    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, session: Session) -> Connection {
+    pub fn new(
+        stream: TcpStream,
+        token: Token,
+        id: u64,
+        peer: SocketAddr,
+        session: Session,
+        now: Instant,
+    ) -> Connection {
         Connection {
             stream,
             token,
+            id,
             peer,
             phase: Phase::Open,
             session,
@@ -117,7 +139,82 @@ impl Connection {
             write_blocked: false,
             wants_write: false,
             queued: false,
+            window_start: now,
+            window_bytes: 0,
+            last_write: now,
+            check_at: None,
         }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The time stage 9 should look at this connection next, given the timeouts in `config`.
+    fn next_check(&self, config: &Config) -> Option<Instant> {
+        let idle = config.idle_timeout.map(|t| self.window_start + t);
+        let write = config
+            .write_timeout
+            .filter(|_| !self.pending.is_empty())
+            .map(|t| self.last_write + t);
+        match (idle, write) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Puts a check in the heap if this connection now needs one sooner than the one it has.
+    pub fn schedule(&mut self, config: &Config, timers: &mut Timers) {
+        let next = self.next_check(config);
+        if let Some(at) = next {
+            if self.check_at.is_none_or(|current| at < current) {
+                self.check_at = Some(at);
+                timers.schedule(Check {
+                    at,
+                    token: self.token,
+                    id: self.id,
+                });
+            }
+        }
+    }
+
+    /// Stage 9 for one connection whose check came due at `at`: `Err` with the reason if a timeout expired;
+    /// otherwise the next check is scheduled. A check that is no longer this connection's is ignored.
+    pub fn on_check(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        config: &Config,
+        timers: &mut Timers,
+    ) -> Result<(), &'static str> {
+        if self.check_at != Some(at) {
+            return Ok(());
+        }
+        self.check_at = None;
+        if let Some(limit) = config.write_timeout {
+            if !self.pending.is_empty() && now >= self.last_write + limit {
+                return Err("write timeout: the peer stopped reading its replies");
+            }
+        }
+        if let Some(window) = config.idle_timeout {
+            if now >= self.window_start + window {
+                // Only a connection the server is waiting on counts as idle: one whose replies wait for its
+                // peer to read is the write timeout's business, and one that has half-closed has nothing to say.
+                let waiting_on_peer = self.phase == Phase::Open && self.pending.is_empty();
+                let needed = (config.min_rate.saturating_mul(window.as_secs())).max(1);
+                if waiting_on_peer && self.window_bytes < needed {
+                    return Err(if self.window_bytes == 0 {
+                        "idle timeout"
+                    } else {
+                        "too slow: under --min-rate"
+                    });
+                }
+                self.window_start = now;
+                self.window_bytes = 0;
+            }
+        }
+        self.schedule(config, timers);
+        Ok(())
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -164,7 +261,7 @@ impl Connection {
         loop {
             // 5a. Older replies first: the stream stays in order.
             if !self.pending.is_empty() && !self.write_blocked {
-                if let Err(e) = self.flush(cx.stats) {
+                if let Err(e) = self.flush(cx.stats, cx.now) {
                     debug!("{}: write failed: {e}", self.peer);
                     return Progress::Done("write error");
                 }
@@ -203,6 +300,7 @@ impl Connection {
                 }
                 Ok(n) => {
                     budget -= n;
+                    self.window_bytes += n as u64;
                     cx.stats.bytes_in += n as u64;
                     let out = &mut cx.buffers.output;
                     out.clear();
@@ -258,21 +356,30 @@ impl Connection {
     fn reply(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let out = &cx.buffers.output;
         let mut sent = 0;
-        if self.pending.is_empty() && !self.write_blocked {
+        let was_empty = self.pending.is_empty();
+        if was_empty && !self.write_blocked {
             sent = write_some(&mut self.stream, out, &mut self.write_blocked)?;
             cx.stats.bytes_out += sent as u64;
         }
         if sent < out.len() {
             self.pending.extend_from_slice(&out[sent..]);
             cx.stats.peak_pending = cx.stats.peak_pending.max(self.pending.len());
+            if was_empty {
+                // Replies start waiting now: the write timeout counts from here.
+                self.last_write = cx.now;
+                self.schedule(cx.config, cx.timers);
+            }
         }
         Ok(())
     }
 
     /// Writes as much of `pending` as the socket takes; frees the buffer once it is all gone.
-    fn flush(&mut self, stats: &mut Stats) -> io::Result<()> {
+    fn flush(&mut self, stats: &mut Stats, now: Instant) -> io::Result<()> {
         let sent = write_some(&mut self.stream, &self.pending, &mut self.write_blocked)?;
         stats.bytes_out += sent as u64;
+        if sent > 0 {
+            self.last_write = now;
+        }
         if sent == self.pending.len() {
             // An idle connection holds no buffer: give the memory back rather than keep the peak.
             self.pending = Vec::new();

@@ -8,6 +8,7 @@
 //! - [`connection`]: one TCP connection: read, service, write, backpressure. `docs/06-connection.md`
 //! - [`net`]: binding both sockets to one port, the `listening on` line. `docs/07-udp-and-tcp.md`
 //! - [`config`]: flags and limits shared by every server mode. `docs/09-running.md`
+//! - [`timers`]: the reactor's deadlines (idle, minimum rate, write), a heap on its own thread. `docs/04-reactor.md`
 //! - [`stats`]: counters and the one-line summary logged at exit. `docs/09-running.md`
 //! - [`logging`]: `-v`, `-q` and `RUST_LOG` for every binary. `docs/09-running.md`
 //!
@@ -27,3 +28,4 @@ pub mod net;
 pub mod reactor;
 pub mod service;
 pub mod stats;
+pub mod timers;

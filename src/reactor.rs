@@ -12,7 +12,7 @@
 //!
 //! Connections live in a [`Slab`]; a connection's key plus [`FIRST_CONNECTION`] is its mio [`Token`].
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +24,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::connection::{Buffers, Connection, Context, Phase, Progress};
 use crate::net::{interrupted, would_block, Sockets};
 use crate::stats::Stats;
+use crate::timers::Timers;
 
 /// The TCP listener.
 pub const LISTENER: Token = Token(0);
@@ -46,6 +47,10 @@ const ACCEPT_BUDGET: usize = 256;
 const DATAGRAM_BUDGET: usize = 256;
 /// Readiness events taken from one poll.
 const EVENTS_CAPACITY: usize = 1024;
+/// How long accepting pauses when the process is out of descriptors, unless a connection closes sooner.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// What a client over `--max-connections` is told before it is closed.
+const TOO_MANY: &[u8] = b"ERR too many connections\n";
 
 /// How a run ended.
 #[derive(Clone, Debug)]
@@ -92,6 +97,16 @@ pub struct Server {
     /// When shutdown began, the moment it gives up on unflushed replies.
     deadline: Option<Instant>,
     signals_seen: usize,
+    /// Idle, minimum-rate and write deadlines of every connection (stage 9).
+    timers: Timers,
+    /// Out of descriptors: no accept until then (or until a connection closes and frees one).
+    accept_paused_until: Option<Instant>,
+    /// The most connections served at once; the next client is refused.
+    max_connections: usize,
+    /// Serial number of the next connection, for its timers.
+    next_id: u64,
+    /// When this turn began; every deadline set during the turn counts from it.
+    now: Instant,
 }
 
 impl Server {
@@ -113,6 +128,7 @@ impl Server {
         poll.registry()
             .register(&mut udp, UDP, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let max_connections = config::max_connections(&config);
         Ok(Server {
             poll,
             config,
@@ -130,7 +146,17 @@ impl Server {
             reap: Vec::new(),
             deadline: None,
             signals_seen: 0,
+            timers: Timers::default(),
+            accept_paused_until: None,
+            max_connections,
+            next_id: 0,
+            now: Instant::now(),
         })
+    }
+
+    /// The most TCP connections this server serves at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// The address both sockets are bound to (with the real port when the config asked for port 0).
@@ -157,8 +183,8 @@ impl Server {
     /// Runs the loop until a shutdown has flushed every connection or passed its deadline.
     pub fn run(mut self) -> io::Result<Summary> {
         info!(
-            "serving {} over tcp and udp on {} ({} thread, mio reactor)",
-            self.config.service, self.local_addr, 1
+            "serving {} over tcp and udp on {} (1 thread, mio reactor, at most {} connections)",
+            self.config.service, self.local_addr, self.max_connections
         );
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut revisiting = Vec::new();
@@ -166,8 +192,11 @@ impl Server {
             // 1. Poll. Wait for readiness, but not past the next deadline, and not at all if a budget left
             //    work over from the last turn.
             let timeout = if self.revisit.is_empty() {
-                self.deadline
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                let next = [self.deadline, self.timers.next(), self.accept_paused_until];
+                next.into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -177,6 +206,7 @@ impl Server {
                 }
                 return Err(e);
             }
+            self.now = Instant::now();
 
             // 2. Dispatch each event by its token.
             for event in events.iter() {
@@ -217,16 +247,19 @@ impl Server {
                 }
             }
 
-            // 8. Reap: free the slots of connections closed this turn. Their sockets close here.
-            for key in self.reap.drain(..) {
-                let conn = self.connections.remove(key);
-                if conn.queued {
-                    let token = Token(key + FIRST_CONNECTION);
-                    self.revisit.retain(|t| *t != token);
-                }
-            }
+            // 8. Reap: free the slots of connections closed this turn. Their sockets close here, so if
+            //    accepting was paused for lack of descriptors, there are some again.
+            self.reap();
 
-            // 9. Timers. The only deadline so far is the shutdown's.
+            // 9. Timers: connections whose idle, minimum-rate or write deadline came due; accepting that
+            //    paused for lack of descriptors.
+            self.expire_timers();
+            if self
+                .accept_paused_until
+                .is_some_and(|until| until <= self.now)
+            {
+                self.resume_accepting();
+            }
             // 10. Shutdown: done when every connection has flushed, or when the deadline passes.
             if let Some(deadline) = self.deadline {
                 if self.connections.is_empty() {
@@ -246,6 +279,9 @@ impl Server {
 
     /// Stage 3. Accept until `WouldBlock` (or the accept budget is spent).
     fn accept(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
         for _ in 0..ACCEPT_BUDGET {
             let Some(listener) = &self.listener else {
                 return;
@@ -257,9 +293,12 @@ impl Server {
                 // The peer gave up between its connect and our accept: nothing to serve.
                 Err(ref e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    // Out of descriptors (EMFILE/ENFILE) or memory. The pending connection stays queued in the
-                    // kernel and is accepted when the listener next becomes ready.
-                    warn!("accept failed: {e}");
+                    // Out of descriptors (EMFILE, ENFILE) or kernel memory. The client stays queued in the
+                    // kernel; trying again at once would fail again, and a level-triggered loop would spin
+                    // on it. Pause until a connection closes or a short timer runs out (stage 8 or 9).
+                    warn!("accept failed: {e}; pausing accepts until a descriptor frees up");
+                    self.stats.accept_pauses += 1;
+                    self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
                     return;
                 }
             }
@@ -270,7 +309,28 @@ impl Server {
         }
     }
 
+    fn resume_accepting(&mut self) {
+        self.accept_paused_until = None;
+        // Clients that queued meanwhile raised no new edge: look now.
+        if !self.listener_queued {
+            self.listener_queued = true;
+            self.revisit.push(LISTENER);
+        }
+    }
+
     fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if self.connections.len() >= self.max_connections {
+            // Over the cap: say so in one line and close. The socket is new, so its send buffer is empty and
+            // takes the line whole; whatever the client sent is read first, so closing sends FIN, not RST.
+            self.stats.refused += 1;
+            debug!(
+                "{peer}: refused, {} connections already",
+                self.connections.len()
+            );
+            let _ = stream.write(TOO_MANY);
+            let _ = stream.read(&mut self.buffers.input);
+            return;
+        }
         // Replies are small and answer a request: send them now, not after Nagle's delay.
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set TCP_NODELAY: {e}");
@@ -285,12 +345,16 @@ impl Server {
             warn!("{peer}: cannot register connection: {e}");
             return;
         }
-        entry.insert(Connection::new(
+        self.next_id += 1;
+        let conn = entry.insert(Connection::new(
             stream,
             token,
+            self.next_id,
             peer,
             self.config.service.session(),
+            self.now,
         ));
+        conn.schedule(&self.config, &mut self.timers);
         self.stats.accepted += 1;
         debug!("{peer}: connected as {token:?}");
     }
@@ -355,6 +419,8 @@ impl Server {
         let conn = &mut self.connections[key];
         let mut cx = Context {
             registry: self.poll.registry(),
+            now: self.now,
+            timers: &mut self.timers,
             buffers: &mut self.buffers,
             stats: &mut self.stats,
             config: &self.config,
@@ -378,6 +444,51 @@ impl Server {
                     key,
                 );
             }
+        }
+    }
+
+    /// Stage 9 for connections: close those whose deadline passed, reschedule the others.
+    fn expire_timers(&mut self) {
+        while let Some(check) = self.timers.pop_due(self.now) {
+            let key = check.token.0 - FIRST_CONNECTION;
+            let Some(conn) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if conn.id() != check.id || conn.phase() == Phase::Closed {
+                continue;
+            }
+            if let Err(why) = conn.on_check(check.at, self.now, &self.config, &mut self.timers) {
+                debug!("{}: closed ({why})", conn.peer());
+                self.stats.timed_out += 1;
+                close(
+                    conn,
+                    self.poll.registry(),
+                    &mut self.reap,
+                    &mut self.stats,
+                    key,
+                );
+            }
+        }
+        // Timer closes are reaped now rather than next turn, so their descriptors free up at once.
+        self.reap();
+    }
+
+    /// Stage 8: free the slab slots of connections closed this turn; their sockets close here. No event of
+    /// this turn is dispatched after this, so no stale event can reach a connection that reuses a slot.
+    fn reap(&mut self) {
+        if self.reap.is_empty() {
+            return;
+        }
+        for key in self.reap.drain(..) {
+            let conn = self.connections.remove(key);
+            if conn.queued {
+                let token = Token(key + FIRST_CONNECTION);
+                self.revisit.retain(|t| *t != token);
+            }
+        }
+        // Descriptors were freed: if accepting paused for lack of them, try again.
+        if self.accept_paused_until.is_some() {
+            self.resume_accepting();
         }
     }
 

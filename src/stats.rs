@@ -24,6 +24,12 @@ pub struct Stats {
     pub udp_errors: u64,
     /// The most reply bytes any one connection held unsent at once: stays within the high-water mark.
     pub peak_pending: usize,
+    /// Clients over `--max-connections`, told so and closed.
+    pub refused: u64,
+    /// Connections closed by the idle, minimum-rate or write timeouts.
+    pub timed_out: u64,
+    /// Times `accept` failed for lack of descriptors and accepting paused.
+    pub accept_pauses: u64,
     /// Connections still open when the shutdown deadline passed: their pending replies were dropped.
     pub dropped_at_shutdown: u64,
 }
@@ -43,6 +49,19 @@ impl fmt::Display for Stats {
             self.datagrams_dropped,
             self.peak_pending
         )?;
+        if self.refused > 0 {
+            write!(f, ", {} refused over the connection limit", self.refused)?;
+        }
+        if self.timed_out > 0 {
+            write!(f, ", {} timed out", self.timed_out)?;
+        }
+        if self.accept_pauses > 0 {
+            write!(
+                f,
+                ", accept paused {} times for lack of descriptors",
+                self.accept_pauses
+            )?;
+        }
         if self.dropped_at_shutdown > 0 {
             write!(
                 f,

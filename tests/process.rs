@@ -157,12 +157,14 @@ fn bad_flags_are_refused_with_a_reason() {
         (&["--service", "shout"][..], "possible values: upper, echo"),
         (&["--high-water", "10"][..], "--high-water must be at least"),
         (
-            &["--shutdown-timeout=-1"][..],
-            "--shutdown-timeout must be a number of seconds",
+            &["--max-connections", "0"][..],
+            "--max-connections must be at least 1",
         ),
+        (&["--idle-timeout=-5"][..], "is not a number of seconds"),
+        (&["--shutdown-timeout=-1"][..], "is not a number of seconds"),
         (
             &["--shutdown-timeout", "inf"][..],
-            "--shutdown-timeout must be a number of seconds",
+            "is not a number of seconds",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_socklab-server"))

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use log::error;
+use log::{error, warn};
 
-use socklab::config::{Config, DEFAULT_PORT};
+use socklab::config::{off_if_zero, parse_seconds, Config, DEFAULT_PORT};
 use socklab::reactor::Server;
 use socklab::service::Service;
 
@@ -31,6 +31,26 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Service::Upper)]
     service: Service,
 
+    /// Most TCP connections served at once; the next client is told `ERR too many connections` and closed.
+    /// Default: the open-file limit (raised to its hard maximum at start) less a small reserve.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// Seconds of silence after which a connection is closed; with --min-rate, the window over which a
+    /// connection must average that rate. 0 turns both off.
+    #[arg(long, default_value = "300", value_parser = parse_seconds, value_name = "SECS")]
+    idle_timeout: Duration,
+
+    /// Bytes per second a connection must average over each idle window, so a client trickling a byte at a
+    /// time cannot hold a connection forever. 0 asks only for one byte per window.
+    #[arg(long, default_value_t = Config::default().min_rate, value_name = "BYTES")]
+    min_rate: u64,
+
+    /// Seconds a connection's replies may wait without its peer reading any of them before it is closed.
+    /// 0 turns it off.
+    #[arg(long, default_value = "30", value_parser = parse_seconds, value_name = "SECS")]
+    write_timeout: Duration,
+
     /// Bytes of unsent replies one connection may hold before the server stops reading it until its peer reads.
     #[arg(long, default_value_t = Config::default().high_water, value_name = "BYTES")]
     high_water: usize,
@@ -40,8 +60,8 @@ struct Args {
     read_budget: usize,
 
     /// Seconds a shutdown waits for pending replies to flush before it drops them.
-    #[arg(long, default_value_t = Config::default().shutdown_timeout.as_secs_f64(), value_name = "SECS")]
-    shutdown_timeout: f64,
+    #[arg(long, default_value = "3", value_parser = parse_seconds, value_name = "SECS")]
+    shutdown_timeout: Duration,
 
     /// More logging: -v debug (every connection), -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -55,9 +75,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     socklab::logging::init(args.verbose, args.quiet);
-    if !(args.shutdown_timeout.is_finite() && args.shutdown_timeout >= 0.0) {
-        error!("--shutdown-timeout must be a number of seconds, 0 or more");
-        return ExitCode::from(2);
+    // Each connection is a descriptor: take all the kernel allows before sizing the connection limit.
+    if let Err(e) = socklab::net::raise_open_file_limit() {
+        warn!("cannot raise the open-file limit: {e}");
     }
     let config = Config {
         bind: args.bind,
@@ -65,7 +85,11 @@ fn main() -> ExitCode {
         service: args.service,
         high_water: args.high_water,
         read_budget: args.read_budget,
-        shutdown_timeout: Duration::from_secs_f64(args.shutdown_timeout),
+        shutdown_timeout: args.shutdown_timeout,
+        idle_timeout: off_if_zero(args.idle_timeout),
+        min_rate: args.min_rate,
+        write_timeout: off_if_zero(args.write_timeout),
+        max_connections: args.max_connections,
     };
     let mut server = match Server::bind(config) {
         Ok(server) => server,

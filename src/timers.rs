@@ -1,0 +1,82 @@
+//! Deadlines for the reactor, kept on its own thread: a min-heap of "look at connection K at time T", and
+//! the poll timeout of stage 1 is the nearest one (stage 9 in `docs/04-reactor.md`). No timer thread.
+//!
+//! Entries are never removed early. A connection's deadline moves all the time (every read pushes its idle
+//! deadline back), and updating a heap entry on every read would cost a heap operation per request. Instead
+//! each connection remembers when it next wants to be checked; an entry that no longer matches (the connection
+//! rescheduled, or closed and its slot went to another connection) is skipped when it comes up. So most reads
+//! cost one store, and the heap sees about one entry per connection per timeout period.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use mio::Token;
+
+/// One scheduled check: at `at`, look at the connection under `token` if it is still number `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Check {
+    pub at: Instant,
+    pub token: Token,
+    /// The connection's serial number: a slot reused by a newer connection does not match.
+    pub id: u64,
+}
+
+/// A min-heap of checks.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<Check>>,
+}
+
+impl Timers {
+    pub fn schedule(&mut self, check: Check) {
+        self.heap.push(Reverse(check));
+    }
+
+    /// When the earliest check is due, if any.
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(c)| c.at)
+    }
+
+    /// Takes the earliest check if it is due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Check> {
+        match self.heap.peek() {
+            Some(Reverse(c)) if c.at <= now => self.heap.pop().map(|Reverse(c)| c),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn checks_come_out_earliest_first_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        for (secs, key) in [(3, 30), (1, 10), (2, 20)] {
+            timers.schedule(Check {
+                at: t0 + Duration::from_secs(secs),
+                token: Token(key),
+                id: 0,
+            });
+        }
+        assert_eq!(timers.next(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(timers.pop_due(t0), None);
+        let due: Vec<usize> = std::iter::from_fn(|| timers.pop_due(t0 + Duration::from_secs(2)))
+            .map(|c| c.token.0)
+            .collect();
+        assert_eq!(due, [10, 20]);
+        assert_eq!(timers.len(), 1);
+    }
+}

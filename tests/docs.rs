@@ -102,7 +102,7 @@ fn every_file_and_function_the_docs_name_exists() {
                 }
                 // `src/x.rs` `Type::name`: the name must be defined in that file.
                 if let Some((name, _)) = spans.get(i + 1) {
-                    let adjacent = after.trim().is_empty() || after.trim() == ",";
+                    let adjacent = after.trim().is_empty();
                     let looks_like_name = !name.contains('/')
                         && name
                             .chars()

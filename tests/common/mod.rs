@@ -59,14 +59,35 @@ pub struct Binary {
 }
 
 pub fn spawn_binary(args: &[&str]) -> Binary {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_socklab-server"))
+    spawn_binary_with_fd_limit(args, None)
+}
+
+/// Like [`spawn_binary`], with the child's open-file limit (soft and hard) set to `fd_limit`.
+pub fn spawn_binary_with_fd_limit(args: &[&str], fd_limit: Option<u64>) -> Binary {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_socklab-server"));
+    command
         .args(["--port", "0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn socklab-server");
+        .stderr(Stdio::piped());
+    if let Some(limit) = fd_limit {
+        // SAFETY: between fork and exec, setrlimit only changes this child's own limit; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("spawn socklab-server");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -181,6 +202,52 @@ pub fn lines(n: usize, tag: usize) -> Vec<u8> {
         out.extend_from_slice(format!("client {tag} line {i} the quick brown fox\n").as_bytes());
     }
     out
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): state is 3rd, utime 14th, stime 15th.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf reads a constant.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Open descriptors of a process.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Resident memory of a process, in bytes.
+pub fn resident_bytes(pid: i32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 1024
+}
+
+/// Waits until `condition` holds, up to [`TIMEOUT`]; panics with `what` if it never does.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The threads of a process, from `/proc`.

@@ -5,6 +5,7 @@
 //!
 //! - [`service`]: what a request becomes (uppercase or echo); pure bytes, no I/O. `docs/07-udp-and-tcp.md`
 //! - [`reactor`]: the mio event loop, TCP and UDP on one port, one thread. `docs/04-reactor.md`
+//! - [`datagrams`]: stage 4's datagrams in batches (`recvmmsg`/`sendmmsg`, with a plain fallback). `docs/07-udp-and-tcp.md`
 //! - [`connection`]: one TCP connection: read, service, write, backpressure. `docs/06-connection.md`
 //! - [`net`]: binding both sockets to one port, the `listening on` line. `docs/07-udp-and-tcp.md`
 //! - [`config`]: flags and limits shared by every server mode. `docs/09-running.md`
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod datagrams;
 pub mod logging;
 pub mod net;
 pub mod reactor;

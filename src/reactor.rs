@@ -26,6 +26,7 @@ use slab::Slab;
 
 use crate::config::{self, Config};
 use crate::connection::{Buffers, Connection, Context, Phase, Progress};
+use crate::datagrams::Batch;
 use crate::net::{interrupted, would_block, Sockets};
 use crate::stats::Stats;
 use crate::timers::Timers;
@@ -85,6 +86,8 @@ pub struct Server {
     waker: Arc<Waker>,
     connections: Slab<Connection>,
     buffers: Buffers,
+    /// Buffers for a batch of datagrams and their replies.
+    datagrams: Batch,
     stats: Stats,
     /// Tokens whose budget ran out with work left. Readiness is edge-triggered, so no new event would come
     /// for bytes already waiting: they are visited next turn, and that poll does not wait.
@@ -139,6 +142,7 @@ impl Server {
             waker,
             connections: Slab::new(),
             buffers: Buffers::new(),
+            datagrams: Batch::default(),
             stats: Stats::default(),
             revisit: Vec::new(),
             listener_queued: false,
@@ -359,37 +363,20 @@ impl Server {
         debug!("{peer}: connected as {token:?}");
     }
 
-    /// Stage 4. Answer datagrams until `WouldBlock`: one reply datagram per datagram, to its sender.
+    /// Stage 4. Answer datagrams until `WouldBlock`: one reply datagram per datagram, to its sender, read
+    /// and sent in batches (`src/datagrams.rs`).
     fn answer_datagrams(&mut self) {
         let Some(udp) = &self.udp else {
             return;
         };
-        let Buffers { input, output } = &mut self.buffers;
-        for _ in 0..DATAGRAM_BUDGET {
-            let (len, peer) = match udp.recv_from(input) {
-                Ok(received) => received,
-                Err(ref e) if would_block(e) => return,
-                Err(ref e) if interrupted(e) => continue,
-                Err(e) => {
-                    // An ICMP error for an earlier reply (port unreachable) surfaces here on some systems.
-                    // It concerns that one peer; the socket is fine.
-                    self.stats.udp_errors += 1;
-                    debug!("udp: receive error: {e}");
-                    continue;
-                }
-            };
-            self.stats.datagrams_in += 1;
-            output.clear();
-            self.config.service.datagram(&input[..len], output);
-            match udp.send_to(output, peer) {
-                Ok(_) => self.stats.datagrams_out += 1,
-                // No room in the socket's send buffer now. UDP promises nothing, so drop it and count it;
-                // retrying here would spin the loop.
-                Err(ref e) if would_block(e) => self.stats.datagrams_dropped += 1,
-                Err(e) => {
-                    self.stats.datagrams_dropped += 1;
-                    debug!("udp: reply to {peer} failed: {e}");
-                }
+        let mut answered = 0;
+        while answered < DATAGRAM_BUDGET {
+            match self
+                .datagrams
+                .answer(udp, self.config.service, &mut self.stats)
+            {
+                0 => return,
+                n => answered += n,
             }
         }
         if !self.udp_queued {

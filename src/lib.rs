@@ -3,7 +3,9 @@
 //!
 //! A map, one line per module, each with the chapter of `docs/` that explains it:
 //!
-//! - [`service`]: what a request becomes (uppercase or echo); pure bytes, no I/O. `docs/07-udp-and-tcp.md`
+//! - [`service`]: what a request becomes (uppercase, echo or hello); pure bytes, no I/O. `docs/07-udp-and-tcp.md`
+//! - [`hello`]: the welcome service's line framing and replies, and why `upper` needs no framing. `docs/07-udp-and-tcp.md`
+//! - [`encoding`]: `--encoding utf-8|gbk`: GBK-safe uppercasing; text to bytes and back for clients. `docs/07-udp-and-tcp.md`
 //! - [`reactor`]: the mio event loop, TCP and UDP on one port, one thread. `docs/04-reactor.md`
 //! - [`connection`]: one TCP connection: read, service, write, backpressure. `docs/06-connection.md`
 //! - [`net`]: binding both sockets to one port, the `listening on` line. `docs/07-udp-and-tcp.md`
@@ -22,6 +24,8 @@
 
 pub mod config;
 pub mod connection;
+pub mod encoding;
+pub mod hello;
 pub mod logging;
 pub mod net;
 pub mod reactor;

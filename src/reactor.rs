@@ -285,14 +285,20 @@ impl Server {
             warn!("{peer}: cannot register connection: {e}");
             return;
         }
-        entry.insert(Connection::new(
-            stream,
-            token,
-            peer,
-            self.config.service.session(),
-        ));
+        let key = entry.key();
+        entry.insert(Connection::new(stream, token, peer, self.config.session()));
         self.stats.accepted += 1;
         debug!("{peer}: connected as {token:?}");
+        // The greeting, if the service has one, goes out now, before anything is read.
+        let mut cx = Context {
+            registry: self.poll.registry(),
+            buffers: &mut self.buffers,
+            stats: &mut self.stats,
+            config: &self.config,
+            draining: false,
+        };
+        let progress = self.connections[key].greet(&mut cx);
+        self.settle(key, progress);
     }
 
     /// Stage 4. Answer datagrams until `WouldBlock`: one reply datagram per datagram, to its sender.
@@ -316,7 +322,9 @@ impl Server {
             };
             self.stats.datagrams_in += 1;
             output.clear();
-            self.config.service.datagram(&input[..len], output);
+            self.config
+                .service
+                .datagram_with(&self.config.options(), &input[..len], output);
             match udp.send_to(output, peer) {
                 Ok(_) => self.stats.datagrams_out += 1,
                 // No room in the socket's send buffer now. UDP promises nothing, so drop it and count it;
@@ -360,7 +368,14 @@ impl Server {
             config: &self.config,
             draining: self.deadline.is_some(),
         };
-        match conn.drive(&mut cx) {
+        let progress = conn.drive(&mut cx);
+        self.settle(key, progress);
+    }
+
+    /// What a connection's progress asks of the loop: a revisit next turn, or closing it.
+    fn settle(&mut self, key: usize, progress: Progress) {
+        let conn = &mut self.connections[key];
+        match progress {
             Progress::Idle => {}
             Progress::MoreToRead => {
                 if !conn.queued {

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use crate::service::Service;
+use crate::encoding::Encoding;
+use crate::hello;
+use crate::service::{Options, Service, Session};
 
 /// The port the tutorials use, for TCP and UDP alike.
 pub const DEFAULT_PORT: u16 = 12000;
@@ -18,6 +20,11 @@ pub struct Config {
     pub port: u16,
     /// What a request becomes.
     pub service: Service,
+    /// How `upper` reads the bytes as text: UTF-8, or GBK as Chinese Windows sends it.
+    pub encoding: Encoding,
+    /// The longest line (name) `hello` takes, in bytes; a longer one is refused and its connection closed.
+    /// A connection never buffers more of a line than this.
+    pub max_line: usize,
     /// Bytes of unsent replies a connection may hold. Past it the server stops reading that connection until
     /// the peer reads, so a client that writes without reading cannot grow the server's memory.
     pub high_water: usize,
@@ -49,6 +56,8 @@ impl Default for Config {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: DEFAULT_PORT,
             service: Service::Upper,
+            encoding: Encoding::Utf8,
+            max_line: hello::DEFAULT_MAX_LINE,
             high_water: 256 * 1024,
             read_budget: 256 * 1024,
             shutdown_timeout: Duration::from_secs(3),
@@ -63,7 +72,24 @@ impl Default for Config {
 /// The smallest high-water mark accepted: one full read must always fit below it.
 pub const MIN_HIGH_WATER: usize = 64 * 1024;
 
+/// How much more than `--max-line` the high-water mark must be for `hello`: room to read while a full line
+/// is buffered.
+pub const HELLO_HIGH_WATER_ABOVE_MAX_LINE: usize = 64 * 1024;
+
 impl Config {
+    /// The service options these flags ask for.
+    pub fn options(&self) -> Options {
+        Options {
+            encoding: self.encoding,
+            max_line: self.max_line,
+        }
+    }
+
+    /// A new connection's service state, as these flags ask. Every server mode starts a connection with this.
+    pub fn session(&self) -> Session {
+        self.service.session_with(&self.options())
+    }
+
     /// Rejects settings no server can honour, with a message for the person who chose them.
     pub fn validate(&self) -> Result<(), String> {
         if self.high_water < MIN_HIGH_WATER {
@@ -77,6 +103,24 @@ impl Config {
         }
         if self.max_connections == Some(0) {
             return Err("--max-connections must be at least 1".into());
+        }
+        if self.max_line < hello::MIN_MAX_LINE {
+            return Err(format!(
+                "--max-line must be at least {} bytes (got {})",
+                hello::MIN_MAX_LINE,
+                self.max_line
+            ));
+        }
+        // A connection holding a full line must still be able to read the rest of it, or it would stall.
+        let needed = self
+            .max_line
+            .saturating_add(HELLO_HIGH_WATER_ABOVE_MAX_LINE);
+        if self.service == Service::Hello && self.high_water < needed {
+            return Err(format!(
+                "with --service hello, --high-water must be at least --max-line + {HELLO_HIGH_WATER_ABOVE_MAX_LINE} \
+                 bytes ({needed}; got {})",
+                self.high_water
+            ));
         }
         Ok(())
     }

@@ -93,7 +93,7 @@ pub struct Connection {
     id: u64,
     peer: SocketAddr,
     phase: Phase,
-    /// The service's state for this stream (a character split across reads).
+    /// The service's state for this stream (a character split across reads, an unfinished line).
     session: Session,
     /// Replies the kernel has not taken yet, oldest first. Empty and unallocated while the peer keeps up;
     /// never more than the high-water mark.
@@ -235,6 +235,22 @@ impl Connection {
         !self.may_read && self.pending.is_empty()
     }
 
+    /// Sends what the service says first (`hello`'s welcome) the moment the connection is accepted, by the
+    /// same rule as every reply: written now, buffered only if the kernel does not take it all.
+    pub fn greet(&mut self, cx: &mut Context<'_>) -> Progress {
+        let out = &mut cx.buffers.output;
+        out.clear();
+        self.session.greeting(out);
+        if out.is_empty() {
+            return Progress::Idle;
+        }
+        if let Err(e) = self.reply(cx) {
+            debug!("{}: write failed: {e}", self.peer);
+            return Progress::Done("write error");
+        }
+        self.finish_turn(cx, Progress::Idle)
+    }
+
     /// Records what a readiness event says. An error or hang-up is found by the next read or write.
     pub fn note(&mut self, event: &Event) {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -272,11 +288,7 @@ impl Connection {
             // 5b. Read no more than the high-water mark can answer: backpressure instead of unbounded memory.
             // Until the peer reads, WRITABLE interest brings us back here.
             let room = cx.config.high_water.saturating_sub(self.pending.len());
-            let fits = cx
-                .config
-                .service
-                .max_input(room)
-                .min(cx.buffers.input.len());
+            let fits = self.session.max_input(room).min(cx.buffers.input.len());
             if fits < MIN_READ {
                 break;
             }

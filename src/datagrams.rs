@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 
 use mio::net::UdpSocket;
 
+use crate::config::Config;
 use crate::net::{interrupted, would_block};
-use crate::service::Service;
 use crate::stats::Stats;
 
 /// Datagrams taken per system call.
@@ -46,9 +46,10 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// Reads up to `SLOTS` datagrams, answers each with `service`, sends the replies. Returns how many
-    /// datagrams were read: 0 means the socket had none (`WouldBlock`).
-    pub fn answer(&mut self, socket: &UdpSocket, service: Service, stats: &mut Stats) -> usize {
+    /// Reads up to `SLOTS` datagrams, answers each with the configured service, sends the replies. Returns
+    /// how many datagrams were read: 0 means the socket had none (`WouldBlock`).
+    pub fn answer(&mut self, socket: &UdpSocket, config: &Config, stats: &mut Stats) -> usize {
+        let options = config.options();
         let received = match sys::receive(socket, self) {
             Ok(n) => n,
             Err(ref e) if would_block(e) || interrupted(e) => return 0,
@@ -64,7 +65,10 @@ impl Batch {
         self.output.clear();
         for i in 0..received {
             let start = i * SLOT_SIZE;
-            service.datagram(&self.input[start..start + self.lens[i]], &mut self.output);
+            let datagram = &self.input[start..start + self.lens[i]];
+            config
+                .service
+                .datagram_with(&options, datagram, &mut self.output);
             self.ends[i] = self.output.len();
         }
         let sent = sys::send(socket, self, received);

@@ -3,7 +3,9 @@
 //!
 //! A map, one line per module, each with the chapter of `docs/` that explains it:
 //!
-//! - [`service`]: what a request becomes (uppercase or echo); pure bytes, no I/O. `docs/07-udp-and-tcp.md`
+//! - [`service`]: what a request becomes (uppercase, echo or hello); pure bytes, no I/O. `docs/07-udp-and-tcp.md`
+//! - [`hello`]: the welcome service's line framing and replies, and why `upper` needs no framing. `docs/07-udp-and-tcp.md`
+//! - [`encoding`]: `--encoding utf-8|gbk`: GBK-safe uppercasing; text to bytes and back for clients. `docs/07-udp-and-tcp.md`
 //! - [`reactor`]: the mio event loop, TCP and UDP on one port, one thread. `docs/04-reactor.md`
 //! - [`datagrams`]: stage 4's datagrams in batches (`recvmmsg`/`sendmmsg`, with a plain fallback). `docs/07-udp-and-tcp.md`
 //! - [`connection`]: one TCP connection: read, service, write, backpressure. `docs/06-connection.md`
@@ -25,6 +27,8 @@
 pub mod config;
 pub mod connection;
 pub mod datagrams;
+pub mod encoding;
+pub mod hello;
 pub mod logging;
 pub mod net;
 pub mod reactor;

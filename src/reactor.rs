@@ -349,18 +349,31 @@ impl Server {
             warn!("{peer}: cannot register connection: {e}");
             return;
         }
+        let key = entry.key();
         self.next_id += 1;
         let conn = entry.insert(Connection::new(
             stream,
             token,
             self.next_id,
             peer,
-            self.config.service.session(),
+            self.config.session(),
             self.now,
         ));
         conn.schedule(&self.config, &mut self.timers);
         self.stats.accepted += 1;
         debug!("{peer}: connected as {token:?}");
+        // The greeting, if the service has one, goes out now, before anything is read.
+        let mut cx = Context {
+            registry: self.poll.registry(),
+            now: self.now,
+            timers: &mut self.timers,
+            buffers: &mut self.buffers,
+            stats: &mut self.stats,
+            config: &self.config,
+            draining: false,
+        };
+        let progress = self.connections[key].greet(&mut cx);
+        self.settle(key, progress);
     }
 
     /// Stage 4. Answer datagrams until `WouldBlock`: one reply datagram per datagram, to its sender, read
@@ -371,10 +384,7 @@ impl Server {
         };
         let mut answered = 0;
         while answered < DATAGRAM_BUDGET {
-            match self
-                .datagrams
-                .answer(udp, self.config.service, &mut self.stats)
-            {
+            match self.datagrams.answer(udp, &self.config, &mut self.stats) {
                 0 => return,
                 n => answered += n,
             }
@@ -413,7 +423,14 @@ impl Server {
             config: &self.config,
             draining: self.deadline.is_some(),
         };
-        match conn.drive(&mut cx) {
+        let progress = conn.drive(&mut cx);
+        self.settle(key, progress);
+    }
+
+    /// What a connection's progress asks of the loop: a revisit next turn, or closing it.
+    fn settle(&mut self, key: usize, progress: Progress) {
+        let conn = &mut self.connections[key];
+        match progress {
             Progress::Idle => {}
             Progress::MoreToRead => {
                 if !conn.queued {

@@ -1,8 +1,10 @@
 //! The service: what a request becomes. Bytes in, bytes out, no I/O.
 //!
 //! Every server mode and every test shares this module, so "what is the right reply" is answered in exactly
-//! one place. A TCP connection owns a [`Session`], fed with whatever each `read` happened to return; a UDP
-//! datagram is answered whole by [`Service::datagram`]. Walk-through: `docs/07-udp-and-tcp.md`.
+//! one place. A TCP connection owns a [`Session`]: it may say something first ([`Session::greeting`]), then
+//! is fed whatever each `read` happened to return; a UDP datagram is answered whole by [`Service::datagram`].
+//! The options a server was started with (`--encoding`, `--max-line`) come in an [`Options`]; the calls
+//! without them use the defaults. Walk-through: `docs/07-udp-and-tcp.md`.
 //!
 //! # Upper
 //! The tutorials' service: the reply is the request uppercased. It works on the byte stream, not on
@@ -10,15 +12,26 @@
 //! Unicode way (`straße` becomes `STRASSE`); a character split across two reads is held back (at most three
 //! bytes) until its end arrives, so any split of a stream gives the same reply as the whole stream. Bytes that
 //! are not valid UTF-8 pass through unchanged. ASCII, the common case, takes a byte-at-a-time fast path.
+//! With `--encoding gbk` the text is GBK and only its ASCII letters change, the same way (see
+//! [`crate::encoding`] for why uppercasing GBK bytes as ASCII corrupts it).
+//!
+//! # Hello
+//! The tutorials' "welcome" server: `Welcome!`, then `Hello, NAME!` for each line `NAME`, until `exit`. Unlike
+//! `upper` it needs framing, because it answers whole names; [`crate::hello`] explains it.
 //!
 //! # Why a UDP reply is never longer than its datagram
 //! A few characters grow when uppercased (`ΐ`, two bytes, becomes three characters and six bytes). Over TCP
 //! that is just more stream. Over UDP it would make the server an amplifier: a spoofed small datagram could
 //! buy a larger reply aimed at a victim, and a 65,507-byte datagram could not be answered at all. So in a
 //! datagram a character whose uppercase form needs more bytes than itself is left as it is. `ß` to `SS` (two
-//! bytes to two) and `é` to `É` are still uppercased; the reply is at most as long as the request.
+//! bytes to two) and `é` to `É` are still uppercased; the reply is at most as long as the request. GBK
+//! replies are always exactly as long. `hello` adds its 8 bytes of `Hello, !` and never more (the reasoning
+//! is in [`crate::hello`]).
 
 use std::fmt;
+
+use crate::encoding::{gbk_upper_into, Encoding};
+use crate::hello::{self, Lines};
 
 /// Which service a server runs. The same value drives every server mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +41,8 @@ pub enum Service {
     Upper,
     /// Reply with the request unchanged.
     Echo,
+    /// The tutorials' welcome server: `Welcome!`, then `Hello, NAME!` per line, until the line `exit`.
+    Hello,
 }
 
 /// What a connection should do after a [`Session`] has taken a piece of the stream.
@@ -39,40 +54,80 @@ pub enum Step {
     Close,
 }
 
+/// How a server was asked to serve, beyond which service: the flags that change what a reply is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// How `upper` finds the characters in the bytes (`--encoding`).
+    pub encoding: Encoding,
+    /// The longest name `hello` takes, in bytes (`--max-line`).
+    pub max_line: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            encoding: Encoding::Utf8,
+            max_line: hello::DEFAULT_MAX_LINE,
+        }
+    }
+}
+
 /// The most bytes one input byte of a stream can become: `ΐ` (2 bytes) uppercases to 6 bytes.
 const MAX_GROWTH: usize = 3;
 
-/// The most bytes a [`Session`] holds back: the start of a UTF-8 character whose end has not arrived.
+/// The most bytes a [`Session`] holds back: the start of a character whose end has not arrived (UTF-8 or GBK).
 const MAX_HELD: usize = 3;
 
 impl Service {
-    /// A fresh per-connection state for this service.
+    /// A fresh per-connection state for this service, with the default [`Options`].
     pub fn session(self) -> Session {
-        Session {
-            service: self,
-            held: [0; MAX_HELD],
-            held_len: 0,
-        }
+        self.session_with(&Options::default())
     }
 
-    /// Appends to `out` the reply to one whole datagram. Never longer than `input` (see the module docs).
+    /// A fresh per-connection state for this service, as `options` ask.
+    pub fn session_with(self, options: &Options) -> Session {
+        let state = match self {
+            Service::Echo => State::Echo,
+            Service::Upper => State::Upper(Held {
+                encoding: options.encoding,
+                bytes: [0; MAX_HELD],
+                len: 0,
+            }),
+            Service::Hello => State::Hello(Lines::new(options.max_line)),
+        };
+        Session { state }
+    }
+
+    /// Appends to `out` the reply to one whole datagram, with the default [`Options`].
     pub fn datagram(self, input: &[u8], out: &mut Vec<u8>) {
+        self.datagram_with(&Options::default(), input, out)
+    }
+
+    /// Appends to `out` the reply to one whole datagram. Never longer than `input`, except `hello`'s, which is
+    /// at most 8 bytes longer (see the module docs).
+    pub fn datagram_with(self, options: &Options, input: &[u8], out: &mut Vec<u8>) {
         match self {
             Service::Echo => out.extend_from_slice(input),
             Service::Upper => {
-                let used = upper_into(input, out, Growth::Forbidden);
+                let used = match options.encoding {
+                    Encoding::Utf8 => upper_into(input, out, Growth::Forbidden),
+                    Encoding::Gbk => gbk_upper_into(input, out),
+                };
                 // A truncated character at the end of a datagram will never be completed: pass it through.
                 out.extend_from_slice(&input[used..]);
             }
+            Service::Hello => hello::datagram(input, options.max_line, out),
         }
     }
 
-    /// An upper bound on the bytes [`Session::feed`] appends for `input_len` bytes of input. The reactor uses
-    /// it to read no more than its output high-water mark can take.
+    /// An upper bound on the bytes [`Session::feed`] appends for `input_len` bytes of input, in any state of a
+    /// session made by [`Service::session`]. A session with other [`Options`] has its own,
+    /// [`Session::max_output`], which the reactor uses.
     pub fn max_output(self, input_len: usize) -> usize {
         match self {
             Service::Echo => input_len,
             Service::Upper => MAX_GROWTH * (input_len + MAX_HELD),
+            Service::Hello => hello::max_output(hello::DEFAULT_MAX_LINE + 1, input_len),
         }
     }
 
@@ -81,13 +136,21 @@ impl Service {
         match self {
             Service::Echo => room,
             Service::Upper => (room / MAX_GROWTH).saturating_sub(MAX_HELD),
+            Service::Hello => hello::max_input(hello::DEFAULT_MAX_LINE + 1, room),
         }
     }
 
-    /// The whole reply to a whole stream, as one call. For tests and the load generator's checks.
+    /// The whole reply to a whole stream, as one call, with the default [`Options`]: the greeting, then the
+    /// replies. For tests and the load generator's checks.
     pub fn reply_to_stream(self, input: &[u8]) -> Vec<u8> {
-        let mut session = self.session();
+        self.reply_to_stream_with(&Options::default(), input)
+    }
+
+    /// [`Service::reply_to_stream`] as `options` ask.
+    pub fn reply_to_stream_with(self, options: &Options, input: &[u8]) -> Vec<u8> {
+        let mut session = self.session_with(options);
         let mut out = Vec::with_capacity(input.len());
+        session.greeting(&mut out);
         session.feed(input, &mut out);
         session.finish(&mut out);
         out
@@ -98,6 +161,7 @@ impl Service {
         match self {
             Service::Upper => "upper",
             Service::Echo => "echo",
+            Service::Hello => "hello",
         }
     }
 }
@@ -108,57 +172,129 @@ impl fmt::Display for Service {
     }
 }
 
-/// One TCP connection's service state: at most three bytes of a character split across reads.
+/// One TCP connection's service state.
 #[derive(Clone, Debug)]
 pub struct Session {
-    service: Service,
-    /// The start of a UTF-8 character whose remaining bytes have not been read yet.
-    held: [u8; MAX_HELD],
-    held_len: usize,
+    state: State,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Echo,
+    /// `upper`: at most [`MAX_HELD`] bytes of a character split across reads.
+    Upper(Held),
+    /// `hello`: the unfinished line.
+    Hello(Lines),
+}
+
+/// The start of a character whose remaining bytes have not been read yet.
+#[derive(Clone, Debug)]
+struct Held {
+    encoding: Encoding,
+    bytes: [u8; MAX_HELD],
+    len: usize,
 }
 
 impl Session {
-    /// Takes the next piece of the stream, in order, and appends its reply to `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Step {
-        if self.service == Service::Echo {
-            out.extend_from_slice(input);
-            return Step::Continue;
+    /// What the server says first, the moment the connection is accepted, before reading anything:
+    /// `Welcome!\n` for `hello`, nothing for the others.
+    pub fn greeting(&mut self, out: &mut Vec<u8>) {
+        if let State::Hello(_) = self.state {
+            out.extend_from_slice(hello::WELCOME);
         }
-        if self.held_len > 0 {
-            // Finish the held character with at most four new bytes, run through the same code as the rest so
-            // that the result cannot depend on where the stream was split.
-            let mut joined = [0u8; MAX_HELD + 4];
-            let held = self.held_len;
-            let take = input.len().min(4);
-            joined[..held].copy_from_slice(&self.held[..held]);
-            joined[held..held + take].copy_from_slice(&input[..take]);
-            let used = upper_into(&joined[..held + take], out, Growth::Allowed);
-            if used == 0 {
-                // Still not a whole character: then the input was shorter than the character's missing part.
-                self.hold(&joined[..held + take]);
-                return Step::Continue;
-            }
-            // The held bytes are a valid prefix, so whatever `upper_into` decided took at least all of them.
-            debug_assert!(used >= held);
-            input = &input[used - held..];
-            self.held_len = 0;
-        }
-        let used = upper_into(input, out, Growth::Allowed);
-        self.hold(&input[used..]);
-        Step::Continue
     }
 
-    /// The peer has finished sending: a character still held will never be completed, so it passes through.
+    /// Takes the next piece of the stream, in order, and appends its reply to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Step {
+        match &mut self.state {
+            State::Echo => {
+                out.extend_from_slice(input);
+                Step::Continue
+            }
+            State::Upper(held) => {
+                held.feed(input, out);
+                Step::Continue
+            }
+            State::Hello(lines) => lines.feed(input, out),
+        }
+    }
+
+    /// The peer has finished sending: a character still held will never be completed, so it passes through;
+    /// `hello` answers an unfinished last line.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.held[..self.held_len]);
-        self.held_len = 0;
+        match &mut self.state {
+            State::Echo => {}
+            State::Upper(held) => {
+                out.extend_from_slice(&held.bytes[..held.len]);
+                held.len = 0;
+            }
+            State::Hello(lines) => lines.finish(out),
+        }
+    }
+
+    /// An upper bound on the bytes [`Session::feed`] appends for `input_len` more bytes, from this state
+    /// (and on what [`Session::finish`] appends, for any `input_len` of at least 1).
+    pub fn max_output(&self, input_len: usize) -> usize {
+        match &self.state {
+            State::Echo => input_len,
+            State::Upper(held) => match held.encoding {
+                Encoding::Utf8 => MAX_GROWTH * (input_len + MAX_HELD),
+                Encoding::Gbk => input_len + MAX_HELD,
+            },
+            State::Hello(lines) => lines.max_output(input_len),
+        }
+    }
+
+    /// The most input bytes whose reply is sure to fit in `room` bytes: the inverse of
+    /// [`Session::max_output`]. The reactor reads no more than this.
+    pub fn max_input(&self, room: usize) -> usize {
+        match &self.state {
+            State::Echo => room,
+            State::Upper(held) => match held.encoding {
+                Encoding::Utf8 => (room / MAX_GROWTH).saturating_sub(MAX_HELD),
+                Encoding::Gbk => room.saturating_sub(MAX_HELD),
+            },
+            State::Hello(lines) => lines.max_input(room),
+        }
+    }
+}
+
+impl Held {
+    /// Uppercases `input` into `out`, holding back a character whose end has not arrived yet.
+    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        let encoding = self.encoding;
+        let upper = |bytes: &[u8], out: &mut Vec<u8>| match encoding {
+            Encoding::Utf8 => upper_into(bytes, out, Growth::Allowed),
+            Encoding::Gbk => gbk_upper_into(bytes, out),
+        };
+        if self.len > 0 {
+            // Finish the held character with at most four new bytes, run through the same code as the rest so
+            // that the result cannot depend on where the stream was split. Four bytes always settle it.
+            let mut joined = [0u8; MAX_HELD + 4];
+            let held = self.len;
+            let take = input.len().min(4);
+            joined[..held].copy_from_slice(&self.bytes[..held]);
+            joined[held..held + take].copy_from_slice(&input[..take]);
+            let used = upper(&joined[..held + take], out);
+            if used < held {
+                // Still not a whole character: then the input was shorter than the character's missing part,
+                // and all of it was taken.
+                debug_assert_eq!(take, input.len());
+                self.hold(&joined[used..held + take]);
+                return;
+            }
+            input = &input[used - held..];
+            self.len = 0;
+        }
+        let used = upper(input, out);
+        self.hold(&input[used..]);
     }
 
     fn hold(&mut self, tail: &[u8]) {
         debug_assert!(tail.len() <= MAX_HELD);
         let n = tail.len().min(MAX_HELD);
-        self.held[..n].copy_from_slice(&tail[..n]);
-        self.held_len = n;
+        self.bytes[..n].copy_from_slice(&tail[..n]);
+        self.len = n;
     }
 }
 
@@ -333,6 +469,111 @@ mod tests {
                 datagram(bytes).len() <= bytes.len(),
                 "{c:?} grows in a datagram"
             );
+        }
+    }
+
+    fn gbk_options() -> Options {
+        Options {
+            encoding: Encoding::Gbk,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn gbk_text_split_at_every_position_comes_back_intact() {
+        // 歡 9A 67, 說 D5 66, 時 95 72, 謝 D6 78: their trail bytes are ASCII letters.
+        // GBK's encoder writes no four-byte sequences, so U+10000 (90 30 81 30) is added by hand.
+        let gbk = |text: &str, tail: &[u8]| {
+            let mut bytes = Encoding::Gbk.encode(text).unwrap().into_owned();
+            bytes.extend_from_slice(&[0x90, 0x30, 0x81, 0x30]);
+            bytes.extend_from_slice(tail);
+            bytes
+        };
+        let input = gbk("歡迎 hello, 說時 world 謝謝! four bytes: ", b" end");
+        let expected = gbk("歡迎 HELLO, 說時 WORLD 謝謝! FOUR BYTES: ", b" END");
+        assert_eq!(
+            Service::Upper.reply_to_stream_with(&gbk_options(), &input),
+            expected
+        );
+        for cut in 0..=input.len() {
+            for second in cut..=input.len() {
+                let mut session = Service::Upper.session_with(&gbk_options());
+                let mut out = Vec::new();
+                session.feed(&input[..cut], &mut out);
+                session.feed(&input[cut..second], &mut out);
+                session.feed(&input[second..], &mut out);
+                session.finish(&mut out);
+                assert_eq!(out, expected, "cut at {cut} and {second}");
+            }
+        }
+        // In UTF-8 mode the same bytes would be corrupted: that is what the flag is for.
+        assert_ne!(Service::Upper.reply_to_stream(&input), expected);
+    }
+
+    #[test]
+    fn gbk_holds_a_split_character_and_releases_a_truncated_one_at_finish() {
+        let mut s = Service::Upper.session_with(&gbk_options());
+        let mut out = Vec::new();
+        s.feed(b"ab\xd5", &mut out);
+        assert_eq!(out, b"AB", "the lead byte is held");
+        s.feed(b"fc", &mut out);
+        assert_eq!(out, b"AB\xd5fC", "the trail `f` is part of the character");
+        s.feed(b"\x81\x30", &mut out);
+        assert_eq!(out, b"AB\xd5fC");
+        s.finish(&mut out);
+        assert_eq!(out, b"AB\xd5fC\x81\x30", "released unchanged at the end");
+    }
+
+    #[test]
+    fn gbk_datagrams_keep_their_length() {
+        let mut out = Vec::new();
+        Service::Upper.datagram_with(&gbk_options(), b"\xd5fa\xff\x81", &mut out);
+        assert_eq!(out, b"\xd5fA\xff\x81");
+    }
+
+    #[test]
+    fn hello_fixtures() {
+        let hello = |input: &[u8]| Service::Hello.reply_to_stream(input);
+        assert_eq!(
+            hello(b"Michael\nTracy\nSarah\nexit\n"),
+            b"Welcome!\nHello, Michael!\nHello, Tracy!\nHello, Sarah!\n"
+        );
+        assert_eq!(hello(b""), b"Welcome!\n");
+        let mut out = Vec::new();
+        Service::Hello.datagram(b"Michael", &mut out);
+        assert_eq!(out, b"Hello, Michael!");
+        // The encoding does not matter to hello: `\n` and `\r` are never inside a GBK character.
+        let gbk = Service::Hello.reply_to_stream_with(&gbk_options(), b"\xd5f\r\n");
+        assert_eq!(gbk, b"Welcome!\nHello, \xd5f!\n");
+        let mut session = Service::Upper.session();
+        let mut greeting = Vec::new();
+        session.greeting(&mut greeting);
+        assert!(greeting.is_empty(), "upper says nothing first");
+    }
+
+    #[test]
+    fn session_bounds_hold_at_the_worst_case() {
+        let options = Options {
+            max_line: 100,
+            ..Options::default()
+        };
+        let mut session = Service::Hello.session_with(&options);
+        let mut out = Vec::new();
+        session.feed(&[b'x'; 100], &mut out);
+        assert_eq!(session.max_input(session.max_output(50)), 50);
+        session.feed(b"\n\n\n", &mut out);
+        assert!(out.len() <= session.max_output(3) + 100);
+        assert!(out.len() <= Service::Hello.max_output(3) + 100);
+        for service in [Service::Upper, Service::Echo, Service::Hello] {
+            for options in [Options::default(), gbk_options()] {
+                let session = service.session_with(&options);
+                for room in [0, 1, 100, 65536, 1 << 20] {
+                    let n = session.max_input(room);
+                    assert!(n == 0 || session.max_output(n) <= room, "{service} {room}");
+                    let n = service.max_input(room);
+                    assert!(n == 0 || service.max_output(n) <= room, "{service} {room}");
+                }
+            }
         }
     }
 }

@@ -8,10 +8,12 @@ use clap::Parser;
 use log::{error, warn};
 
 use socklab::config::{off_if_zero, parse_seconds, Config, DEFAULT_PORT};
+use socklab::encoding::Encoding;
 use socklab::reactor::Server;
 use socklab::service::Service;
 
-/// The uppercase service of the socket tutorials, over TCP and UDP on one port, from one mio event loop.
+/// The services of the socket tutorials (uppercase, echo, hello), over TCP and UDP on one port, from one mio
+/// event loop.
 ///
 /// Prints `listening on tcp://IP:PORT udp://IP:PORT` on stdout once both sockets are bound; logs go to
 /// stderr. SIGINT or SIGTERM stops accepting, flushes pending replies (up to --shutdown-timeout) and exits
@@ -27,9 +29,21 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
 
-    /// What a request becomes.
+    /// What a request becomes. `upper` and `echo` answer the byte stream as it comes, with no framing;
+    /// `hello` frames by lines: it sends `Welcome!`, answers each line NAME with `Hello, NAME!`, and closes on
+    /// the line `exit` (over UDP, each datagram is one NAME, with no welcome).
     #[arg(long, value_enum, default_value_t = Service::Upper)]
     service: Service,
+
+    /// How `upper` reads text: `utf-8` uppercases the Unicode way; `gbk` (Chinese Windows) uppercases only
+    /// ASCII letters and never the bytes inside a two-byte character. Invalid bytes pass through unchanged.
+    #[arg(long, value_enum, default_value_t = Encoding::Utf8, value_name = "ENCODING")]
+    encoding: Encoding,
+
+    /// With `hello`: the longest name (line, without its ending) accepted. A longer one gets
+    /// `ERR line too long` and the connection closes; no connection buffers more than this.
+    #[arg(long, default_value_t = Config::default().max_line, value_name = "BYTES")]
+    max_line: usize,
 
     /// Most TCP connections served at once; the next client is told `ERR too many connections` and closed.
     /// Default: the open-file limit (raised to its hard maximum at start) less a small reserve.
@@ -83,6 +97,8 @@ fn main() -> ExitCode {
         bind: args.bind,
         port: args.port,
         service: args.service,
+        encoding: args.encoding,
+        max_line: args.max_line,
         high_water: args.high_water,
         read_budget: args.read_budget,
         shutdown_timeout: args.shutdown_timeout,

@@ -7,8 +7,8 @@
 //! connection whose buffered replies reach the high-water mark is not read until its peer reads.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
 use log::debug;
 use mio::net::TcpStream;
@@ -20,6 +20,9 @@ use crate::service::{Session, Step};
 use crate::stats::Stats;
 use crate::timers::{Check, Timers};
 
+/// How long a connection the server closes waits for its peer's FIN before giving up (see `Phase::Lingering`).
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Reads smaller than this are not worth a system call: under backpressure, wait until this much room is free.
 const MIN_READ: usize = 4096;
 
@@ -30,6 +33,11 @@ pub enum Phase {
     Open,
     /// Reading is over (the peer half-closed, or the service asked to close): flush the replies, then close.
     Flushing,
+    /// The server closed its side (the service asked to, e.g. `exit`) while the peer may still be sending.
+    /// Closing the socket now, with unread bytes, would send a reset that can destroy the last replies
+    /// before the peer reads them; so the write side is shut (FIN), and what the peer still sends is read
+    /// and discarded until its own FIN, or for at most `LINGER`.
+    Lingering,
     /// Deregistered; its slab slot is freed at the end of the turn. Events for it still in this turn's batch
     /// are ignored, and because the slot stays taken until then, no new connection can receive them.
     Closed,
@@ -115,6 +123,10 @@ pub struct Connection {
     last_write: Instant,
     /// When this connection next wants stage 9 to look at it: its one live entry in the timer heap.
     check_at: Option<Instant>,
+    /// The peer sent its FIN (a read returned 0).
+    peer_done: bool,
+    /// While `Lingering`: when to stop waiting for the peer's FIN.
+    linger_until: Option<Instant>,
 }
 
 impl Connection {
@@ -143,6 +155,8 @@ impl Connection {
             window_bytes: 0,
             last_write: now,
             check_at: None,
+            peer_done: false,
+            linger_until: None,
         }
     }
 
@@ -157,10 +171,7 @@ impl Connection {
             .write_timeout
             .filter(|_| !self.pending.is_empty())
             .map(|t| self.last_write + t);
-        match (idle, write) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [idle, write, self.linger_until].into_iter().flatten().min()
     }
 
     /// Puts a check in the heap if this connection now needs one sooner than the one it has.
@@ -191,6 +202,9 @@ impl Connection {
             return Ok(());
         }
         self.check_at = None;
+        if self.linger_until.is_some_and(|until| now >= until) {
+            return Err("closed: the peer did not close its side in time");
+        }
         if let Some(limit) = config.write_timeout {
             if !self.pending.is_empty() && now >= self.last_write + limit {
                 return Err("write timeout: the peer stopped reading its replies");
@@ -273,6 +287,9 @@ impl Connection {
     /// Stage 5: flush, read, answer, write, until the socket would block, the read budget is spent, or
     /// the replies reach the high-water mark. Stage 6: WRITABLE interest on while replies wait, off after.
     pub fn drive(&mut self, cx: &mut Context<'_>) -> Progress {
+        if self.phase == Phase::Lingering {
+            return self.discard(cx);
+        }
         let mut budget = cx.config.read_budget;
         loop {
             // 5a. Older replies first: the stream stays in order.
@@ -301,6 +318,7 @@ impl Connection {
                 Ok(0) => {
                     // The peer half-closed: answer what is held, flush, then close.
                     self.may_read = false;
+                    self.peer_done = true;
                     self.phase = Phase::Flushing;
                     let out = &mut cx.buffers.output;
                     out.clear();
@@ -333,11 +351,39 @@ impl Connection {
             }
         }
         if self.pending.is_empty() {
-            if self.phase == Phase::Flushing {
+            if self.phase == Phase::Flushing && self.peer_done {
                 return Progress::Done("finished");
+            }
+            if self.phase == Phase::Flushing {
+                // The service closed; the peer may still be talking. FIN now, then wait for the peer's.
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.phase = Phase::Lingering;
+                self.linger_until = Some(cx.now + LINGER);
+                self.schedule(cx.config, cx.timers);
+                return self.discard(cx);
             }
             if cx.draining && !self.may_read {
                 return Progress::Done("drained at shutdown");
+            }
+        }
+        self.finish_turn(cx, Progress::Idle)
+    }
+
+    /// While `Lingering`: read and drop what the peer still sends, until its FIN (done) or `WouldBlock`.
+    fn discard(&mut self, cx: &mut Context<'_>) -> Progress {
+        let mut budget = cx.config.read_budget;
+        while self.may_read {
+            if budget == 0 {
+                return self.finish_turn(cx, Progress::MoreToRead);
+            }
+            let len = budget.min(cx.buffers.input.len());
+            match self.stream.read(&mut cx.buffers.input[..len]) {
+                Ok(0) => return Progress::Done("finished"),
+                Ok(n) => budget -= n,
+                Err(ref e) if would_block(e) => self.may_read = false,
+                Err(ref e) if interrupted(e) => {}
+                // The replies were all written before the FIN; an error now loses nothing.
+                Err(_) => return Progress::Done("finished"),
             }
         }
         self.finish_turn(cx, Progress::Idle)

@@ -8,7 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use socklab::config::Config;
 use socklab::service::{Options, Service};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 
 fn hello_config() -> Config {
@@ -93,14 +93,15 @@ fn end_of_stream_answers_the_unfinished_line() {
     server.stop();
 }
 
-/// Reads until `expected` has arrived, then until the server closes (end of stream, or a reset if the
-/// server closed with some of our bytes unread: it stops reading at the error).
+/// Reads until `expected` has arrived, then until the server closes. The close must be a clean end of
+/// stream even though the server stopped reading with our bytes unread: it shuts its side and lingers,
+/// rather than close with unread input (which sends a reset that can destroy the last reply in flight).
 fn read_reply_then_close(client: &mut TcpStream, expected: &[u8]) {
     assert_eq!(read_n(client, expected.len()), expected);
     let mut rest = Vec::new();
     match client.read_to_end(&mut rest) {
         Ok(_) => assert_eq!(rest, b"", "nothing after the error"),
-        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+        Err(e) => panic!("the server reset the connection instead of closing it: {e}"),
     }
 }
 
@@ -226,4 +227,27 @@ proptest! {
         Service::Hello.datagram_with(&Options { max_line, ..Options::default() }, &input, &mut reply);
         prop_assert!(reply.len() <= input.len() + 8);
     }
+}
+
+/// `exit` followed by a megabyte the server will never answer: its bytes are unread when the service says
+/// close. The server must not reset the connection (that can destroy the replies before it); it shuts its
+/// side, discards what still arrives, and the client sees every reply, then a clean end of stream.
+#[test]
+fn exit_with_more_bytes_behind_it_closes_cleanly_not_with_a_reset() {
+    let server = start(hello_config());
+    let mut client = connect(server.addr);
+    let mut writer = client.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut request = b"Ann\nexit\n".to_vec();
+        request.extend(std::iter::repeat_n(b'z', 1 << 20));
+        let sent = writer.write_all(&request);
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+        sent
+    });
+    read_reply_then_close(&mut client, b"Welcome!\nHello, Ann!\n");
+    assert!(
+        sender.join().unwrap().is_ok(),
+        "the server reset the connection while the client was still sending"
+    );
+    server.stop();
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub read_budget: usize,
     /// How long a shutdown waits for pending replies to be flushed before it drops what is left.
     pub shutdown_timeout: Duration,
+    /// The most TCP connections served at once by `--mode threads`, one thread each; a client over the cap is
+    /// told `ERR too many connections` and closed. `None`: no cap. The other modes do not use it.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             high_water: 256 * 1024,
             read_budget: 256 * 1024,
             shutdown_timeout: Duration::from_secs(3),
+            max_connections: None,
         }
     }
 }
@@ -54,6 +58,9 @@ impl Config {
         }
         if self.read_budget == 0 {
             return Err("--read-budget must be at least 1 byte".into());
+        }
+        if self.max_connections == Some(0) {
+            return Err("--max-connections must be at least 1".into());
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Counters a server keeps while it runs and logs as a one-line summary when it stops. Plain integers: a
-//! server is one thread, so there is nothing to synchronise.
+//! Counters a server keeps while it runs and logs as a one-line summary when it stops. Plain integers: the
+//! reactor and busy-poll are one thread, so there is nothing to synchronise; the blocking modes count per
+//! thread and add each thread's counts up with [`Stats::add`] when it ends.
 
 use std::fmt;
 
@@ -26,6 +27,25 @@ pub struct Stats {
     pub peak_pending: usize,
     /// Connections still open when the shutdown deadline passed: their pending replies were dropped.
     pub dropped_at_shutdown: u64,
+    /// TCP connections turned away with `ERR too many connections` (`--max-connections`, threads mode).
+    pub refused: u64,
+}
+
+impl Stats {
+    /// Adds another counter set (one thread's) to this one; `peak_pending` takes the larger.
+    pub fn add(&mut self, other: &Stats) {
+        self.accepted += other.accepted;
+        self.closed += other.closed;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.datagrams_in += other.datagrams_in;
+        self.datagrams_out += other.datagrams_out;
+        self.datagrams_dropped += other.datagrams_dropped;
+        self.udp_errors += other.udp_errors;
+        self.peak_pending = self.peak_pending.max(other.peak_pending);
+        self.dropped_at_shutdown += other.dropped_at_shutdown;
+        self.refused += other.refused;
+    }
 }
 
 impl fmt::Display for Stats {
@@ -43,6 +63,9 @@ impl fmt::Display for Stats {
             self.datagrams_dropped,
             self.peak_pending
         )?;
+        if self.refused > 0 {
+            write!(f, ", {} connections refused (too many)", self.refused)?;
+        }
         if self.dropped_at_shutdown > 0 {
             write!(
                 f,

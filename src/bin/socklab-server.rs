@@ -1,17 +1,19 @@
-//! `socklab-server`: parses flags, binds, prints where it listens, runs. Everything else is in the library.
+//! `socklab-server`: parses flags, binds the chosen mode, prints where it listens, runs. Everything else is in
+//! the library (`socklab::mode`).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use log::error;
+use log::{error, warn};
 
 use socklab::config::{Config, DEFAULT_PORT};
-use socklab::reactor::Server;
+use socklab::mode::{Mode, Server};
 use socklab::service::Service;
 
-/// The uppercase service of the socket tutorials, over TCP and UDP on one port, from one mio event loop.
+/// The uppercase service of the socket tutorials, over TCP and UDP on one port, from one mio event loop (or,
+/// with --mode, from the blocking, threaded or busy-polling servers the event loop replaces).
 ///
 /// Prints `listening on tcp://IP:PORT udp://IP:PORT` on stdout once both sockets are bound; logs go to
 /// stderr. SIGINT or SIGTERM stops accepting, flushes pending replies (up to --shutdown-timeout) and exits
@@ -19,6 +21,11 @@ use socklab::service::Service;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
+    /// How the server waits for clients: reactor (one mio event loop), blocking (one TCP client at a time),
+    /// threads (a thread per TCP client), busy-poll (non-blocking sockets tried in a loop; burns a core).
+    #[arg(long, value_enum, default_value_t = Mode::Reactor)]
+    mode: Mode,
+
     /// Address to bind: 127.0.0.1, ::1, or 0.0.0.0 / :: for every interface.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -43,6 +50,11 @@ struct Args {
     #[arg(long, default_value_t = Config::default().shutdown_timeout.as_secs_f64(), value_name = "SECS")]
     shutdown_timeout: f64,
 
+    /// Threads mode: the most TCP clients served at once (one thread each); a client over it is told
+    /// `ERR too many connections` and closed. Default: no cap. Other modes do not use it.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+
     /// More logging: -v debug (every connection), -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -66,8 +78,15 @@ fn main() -> ExitCode {
         high_water: args.high_water,
         read_budget: args.read_budget,
         shutdown_timeout: Duration::from_secs_f64(args.shutdown_timeout),
+        max_connections: args.max_connections,
     };
-    let mut server = match Server::bind(config) {
+    if args.max_connections.is_some() && args.mode != Mode::Threads {
+        warn!(
+            "--max-connections only applies to --mode threads; {} ignores it",
+            args.mode
+        );
+    }
+    let mut server = match Server::bind(args.mode, config) {
         Ok(server) => server,
         Err(e) => {
             error!("{e}");
@@ -87,7 +106,7 @@ fn main() -> ExitCode {
         Ok(summary) if summary.forced => ExitCode::from(130),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("the event loop failed: {e}");
+            error!("the {} server failed: {e}", args.mode);
             ExitCode::FAILURE
         }
     }

@@ -42,7 +42,8 @@ pub struct Config {
     /// turns it off.
     pub write_timeout: Option<Duration>,
     /// The most TCP connections served at once; a client over it is told `ERR too many connections` and
-    /// closed. `None`: what the open-file limit allows, less [`FD_RESERVE`].
+    /// closed. `None`: what the open-file limit allows, less [`FD_RESERVE`]. Used by the reactor and
+    /// `--mode threads` (one thread per connection); the blocking and busy-poll modes do not cap.
     pub max_connections: Option<usize>,
 }
 

@@ -1,5 +1,6 @@
-//! Counters a server keeps while it runs and logs as a one-line summary when it stops. Plain integers: a
-//! server is one thread, so there is nothing to synchronise.
+//! Counters a server keeps while it runs and logs as a one-line summary when it stops. Plain integers: the
+//! reactor and busy-poll are one thread, so there is nothing to synchronise; the blocking modes count per
+//! thread and add each thread's counts up with [`Stats::add`] when it ends.
 
 use std::fmt;
 
@@ -24,7 +25,7 @@ pub struct Stats {
     pub udp_errors: u64,
     /// The most reply bytes any one connection held unsent at once: stays within the high-water mark.
     pub peak_pending: usize,
-    /// Clients over `--max-connections`, told so and closed.
+    /// Clients over `--max-connections` (reactor and threads modes), told `ERR too many connections` and closed.
     pub refused: u64,
     /// Connections closed by the idle, minimum-rate or write timeouts.
     pub timed_out: u64,
@@ -32,6 +33,25 @@ pub struct Stats {
     pub accept_pauses: u64,
     /// Connections still open when the shutdown deadline passed: their pending replies were dropped.
     pub dropped_at_shutdown: u64,
+}
+
+impl Stats {
+    /// Adds another counter set (one thread's) to this one; `peak_pending` takes the larger.
+    pub fn add(&mut self, other: &Stats) {
+        self.accepted += other.accepted;
+        self.closed += other.closed;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.datagrams_in += other.datagrams_in;
+        self.datagrams_out += other.datagrams_out;
+        self.datagrams_dropped += other.datagrams_dropped;
+        self.udp_errors += other.udp_errors;
+        self.peak_pending = self.peak_pending.max(other.peak_pending);
+        self.dropped_at_shutdown += other.dropped_at_shutdown;
+        self.refused += other.refused;
+        self.timed_out += other.timed_out;
+        self.accept_pauses += other.accept_pauses;
+    }
 }
 
 impl fmt::Display for Stats {

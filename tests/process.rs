@@ -1,5 +1,7 @@
-//! The built binary as a process: exactly one thread, signals, flags and errors a user sees.
+//! The built binary as a process: signals, the shutdown deadline, flags and errors a user sees, in every
+//! `--mode`; and the reactor's promise of exactly one thread.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -31,110 +33,124 @@ fn the_server_runs_exactly_one_thread_under_load() {
     assert_eq!(thread_count(server.pid()), 1);
 }
 
-#[test]
-fn sigterm_flushes_every_reply_that_was_due_then_exits_zero() {
-    let server = spawn_binary(&[]);
-    let mut client = connect(server.addr);
-    // Much more than the socket buffers and the high-water mark hold: most replies are still due when the
-    // signal arrives, because this client has not read any of them yet.
-    let request = lines(60_000, 5);
-    let mut writer = client.try_clone().unwrap();
-    let to_send = request.clone();
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&to_send).unwrap();
-    });
-    let expected = Service::Upper.reply_to_stream(&request);
-    let mut reply = read_n(&mut client, 1000);
-    sender.join().unwrap();
-    server.signal(libc::SIGTERM);
-    reply.extend(read_to_end(&mut client));
-    assert!(
-        reply == expected,
-        "got {} of {} reply bytes",
-        reply.len(),
-        expected.len()
-    );
-    let (status, log) = server.wait();
-    assert!(status.success(), "exit status {status:?}; log:\n{log}");
-    assert!(log.contains("SIGTERM"), "{log}");
-    assert!(
-        log.contains("stopped: connections 1 accepted 1 closed"),
-        "{log}"
-    );
+each_mode! {
+    fn sigterm_flushes_every_reply_that_was_due_then_exits_zero(mode) {
+        let server = spawn_mode(mode, &[]);
+        let mut client = connect(server.addr);
+        // Much more than the socket buffers and the high-water mark hold: most replies are still due when the
+        // signal arrives, because this client has not read any of them yet.
+        let request = lines(60_000, 5);
+        let mut writer = client.try_clone().unwrap();
+        let to_send = request.clone();
+        let sender = std::thread::spawn(move || {
+            writer.write_all(&to_send).unwrap();
+        });
+        let expected = Service::Upper.reply_to_stream(&request);
+        let mut reply = read_n(&mut client, 1000);
+        sender.join().unwrap();
+        server.signal(libc::SIGTERM);
+        reply.extend(read_to_end(&mut client));
+        assert!(
+            reply == expected,
+            "got {} of {} reply bytes",
+            reply.len(),
+            expected.len()
+        );
+        let (status, log) = server.wait();
+        assert!(status.success(), "exit status {status:?}; log:\n{log}");
+        assert!(log.contains("SIGTERM"), "{log}");
+        assert!(
+            log.contains("stopped: connections 1 accepted 1 closed"),
+            "{log}"
+        );
+    }
 }
 
-#[test]
-fn sigint_with_no_clients_exits_zero_at_once() {
-    let server = spawn_binary(&[]);
-    let start = Instant::now();
-    server.signal(libc::SIGINT);
-    let (status, log) = server.wait();
-    assert!(status.success(), "{log}");
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "an idle server has nothing to flush"
-    );
-    assert!(log.contains("stopped:"), "{log}");
+each_mode! {
+    fn sigint_with_no_clients_exits_zero_at_once(mode) {
+        let server = spawn_mode(mode, &[]);
+        let start = Instant::now();
+        server.signal(libc::SIGINT);
+        let (status, log) = server.wait();
+        assert!(status.success(), "{log}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "an idle server has nothing to flush"
+        );
+        assert!(log.contains("stopped:"), "{log}");
+    }
 }
 
-#[test]
-fn a_second_signal_exits_at_once_without_waiting_for_the_deadline() {
-    let server = spawn_binary(&["--shutdown-timeout", "60"]);
-    // A client that sends a lot and reads nothing: its replies can never flush.
-    let mut client = connect(server.addr);
-    client
-        .set_write_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let _ = client.write_all(&vec![b'x'; 8 << 20]);
-    server.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        server.child_is_running(),
-        "the first signal waits for the flush"
-    );
-    let start = Instant::now();
-    server.signal(libc::SIGTERM);
-    let (status, log) = server.wait();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "the second signal must not wait 60 s"
-    );
-    assert_eq!(status.code(), Some(130), "{log}");
-    assert!(log.contains("again"), "{log}");
-    drop(client);
+each_mode! {
+    fn a_second_signal_exits_at_once_without_waiting_for_the_deadline(mode) {
+        let server = spawn_mode(mode, &["--shutdown-timeout", "60"]);
+        // A client that sends a lot and reads nothing: its replies can never flush.
+        let mut client = connect(server.addr);
+        client
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let _ = client.write_all(&vec![b'x'; 8 << 20]);
+        server.signal(libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            server.child_is_running(),
+            "the first signal waits for the flush"
+        );
+        let start = Instant::now();
+        server.signal(libc::SIGTERM);
+        let (status, log) = server.wait();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the second signal must not wait 60 s"
+        );
+        assert_eq!(status.code(), Some(130), "{log}");
+        assert!(log.contains("again"), "{log}");
+        drop(client);
+    }
 }
 
-#[test]
-fn shutdown_deadline_drops_a_client_that_never_reads() {
-    let server = spawn_binary(&["--shutdown-timeout", "0.5"]);
-    let mut client = connect(server.addr);
-    client
-        .set_write_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let _ = client.write_all(&vec![b'x'; 8 << 20]);
-    server.signal(libc::SIGTERM);
-    let (status, log) = server.wait();
-    assert!(status.success(), "{log}");
-    assert!(log.contains("cut at the shutdown deadline"), "{log}");
-    let _ = client.shutdown(Shutdown::Both);
+each_mode! {
+    /// Also the promise that no thread (a blocking one included) keeps the process alive past the deadline:
+    /// one client is silent (a thread blocked in `read`), one never reads (a thread blocked in `write_all`).
+    fn shutdown_deadline_drops_a_client_that_never_reads(mode) {
+        let server = spawn_mode(mode, &["--shutdown-timeout", "0.5"]);
+        let mut client = connect(server.addr);
+        let _silent = connect(server.addr);
+        client
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let _ = client.write_all(&vec![b'x'; 8 << 20]);
+        let start = Instant::now();
+        server.signal(libc::SIGTERM);
+        let (status, log) = server.wait();
+        assert!(status.success(), "{mode}: {log}");
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{mode}: took {:?} to stop with a 0.5 s deadline",
+            start.elapsed()
+        );
+        assert!(log.contains("cut at the shutdown deadline"), "{mode}: {log}");
+        let _ = client.shutdown(Shutdown::Both);
+    }
 }
 
-#[test]
-fn new_connections_are_refused_once_shutdown_begins() {
-    let server = spawn_binary(&["--shutdown-timeout", "30"]);
-    let mut busy = connect(server.addr);
-    busy.set_write_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let _ = busy.write_all(&vec![b'x'; 8 << 20]);
-    server.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        std::net::TcpStream::connect(server.addr).is_err(),
-        "the listener must be closed"
-    );
-    drop(busy);
-    let (status, _) = server.wait();
-    assert!(status.success());
+each_mode! {
+    fn new_connections_are_refused_once_shutdown_begins(mode) {
+        let server = spawn_mode(mode, &["--shutdown-timeout", "30"]);
+        let mut busy = connect(server.addr);
+        busy.set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let _ = busy.write_all(&vec![b'x'; 8 << 20]);
+        server.signal(libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            std::net::TcpStream::connect(server.addr).is_err(),
+            "the listener must be closed"
+        );
+        drop(busy);
+        let (status, _) = server.wait();
+        assert!(status.success());
+    }
 }
 
 #[test]
@@ -155,6 +171,14 @@ fn bad_flags_are_refused_with_a_reason() {
     for (args, needle) in [
         (&["--bind", "not-an-ip"][..], "invalid value"),
         (&["--service", "shout"][..], "possible values: upper, echo"),
+        (
+            &["--mode", "fast"][..],
+            "possible values: reactor, blocking, threads, busy-poll",
+        ),
+        (
+            &["--mode", "threads", "--max-connections", "0"][..],
+            "--max-connections must be at least 1",
+        ),
         (&["--high-water", "10"][..], "--high-water must be at least"),
         (
             &["--max-connections", "0"][..],
@@ -191,6 +215,8 @@ fn help_explains_every_flag() {
         "--high-water",
         "--read-budget",
         "--shutdown-timeout",
+        "--mode",
+        "--max-connections",
         "--verbose",
         "--quiet",
     ] {
@@ -199,29 +225,31 @@ fn help_explains_every_flag() {
     assert!(help.contains("[default: 12000]"));
 }
 
-#[test]
-fn verbose_logs_each_connection_and_quiet_logs_nothing_routine() {
-    for (flag, expect_debug) in [("-v", true), ("-q", false)] {
-        let server = spawn_binary(&[flag]);
-        let mut c = connect(server.addr);
-        assert_eq!(exchange(&mut c, b"x"), b"X");
-        drop(c);
-        std::thread::sleep(Duration::from_millis(100));
-        server.signal(libc::SIGTERM);
-        let (_, log) = server.wait();
-        assert_eq!(log.contains("connected as"), expect_debug, "{flag}: {log}");
-        assert_eq!(log.contains("stopped:"), expect_debug, "{flag}: {log}");
+each_mode! {
+    fn verbose_logs_each_connection_and_quiet_logs_nothing_routine(mode) {
+        for (flag, expect_debug) in [("-v", true), ("-q", false)] {
+            let server = spawn_mode(mode, &[flag]);
+            let mut c = connect(server.addr);
+            assert_eq!(exchange(&mut c, b"x"), b"X");
+            drop(c);
+            std::thread::sleep(Duration::from_millis(100));
+            server.signal(libc::SIGTERM);
+            let (_, log) = server.wait();
+            assert_eq!(log.contains("connected as"), expect_debug, "{flag}: {log}");
+            assert_eq!(log.contains("stopped:"), expect_debug, "{flag}: {log}");
+        }
     }
 }
 
-#[test]
-fn the_readme_example_works_with_a_plain_socket() {
-    // printf 'hello world\n' | nc -q1 127.0.0.1 12000  →  HELLO WORLD
-    let server = spawn_binary(&[]);
-    let mut c = connect(server.addr);
-    c.write_all(b"hello world\n").unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    let mut reply = String::new();
-    c.read_to_string(&mut reply).unwrap();
-    assert_eq!(reply, "HELLO WORLD\n");
+each_mode! {
+    fn the_readme_example_works_with_a_plain_socket(mode) {
+        // printf 'hello world\n' | nc -q1 127.0.0.1 12000  →  HELLO WORLD
+        let server = spawn_mode(mode, &[]);
+        let mut c = connect(server.addr);
+        c.write_all(b"hello world\n").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "HELLO WORLD\n");
+    }
 }

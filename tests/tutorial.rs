@@ -1,96 +1,103 @@
-//! The tutorials' exchanges, against the built binary as a user runs it: one UDP datagram and its reply,
+//! The tutorials' exchanges, against the built binary as a user runs it, in every `--mode`: one UDP datagram and its reply,
 //! a TCP sentence sent without a newline, a TCP session of many messages, three datagrams and three replies.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use std::io::{Read, Write};
 
-#[test]
-fn udp_one_datagram_one_reply_from_the_server_address() {
-    let server = spawn_binary(&[]);
-    let client = udp_client(server.addr);
-    client.send_to(b"hello udp", server.addr).unwrap();
-    let mut buf = [0; 2048];
-    let (n, from) = client.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"HELLO UDP");
-    assert_eq!(
-        from, server.addr,
-        "the reply comes from the port the client sent to"
-    );
-}
-
-#[test]
-fn tcp_sentence_without_newline_is_answered() {
-    // The tutorial's client: send, then wait on recv(1024) without closing or sending a newline.
-    let server = spawn_binary(&[]);
-    let mut client = connect(server.addr);
-    client.write_all(b"hello").unwrap();
-    let mut buf = [0; 1024];
-    let n = client.read(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"HELLO");
-}
-
-#[test]
-fn tcp_session_of_many_messages() {
-    let server = spawn_binary(&[]);
-    let mut client = connect(server.addr);
-    for i in 0..200 {
-        let request = format!("message number {i}, straße café 你好\n");
-        let reply = exchange(&mut client, request.as_bytes());
+each_mode! {
+    fn udp_one_datagram_one_reply_from_the_server_address(mode) {
+        let server = spawn_mode(mode, &[]);
+        let client = udp_client(server.addr);
+        client.send_to(b"hello udp", server.addr).unwrap();
+        let mut buf = [0; 2048];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"HELLO UDP");
         assert_eq!(
-            reply,
-            format!("MESSAGE NUMBER {i}, STRASSE CAFÉ 你好\n").as_bytes()
+            from, server.addr,
+            "the reply comes from the port the client sent to"
         );
     }
 }
 
-#[test]
-fn three_datagrams_three_separate_replies() {
-    let server = spawn_binary(&[]);
-    let client = udp_client(server.addr);
-    for m in [&b"one"[..], b"two", b"three"] {
-        client.send_to(m, server.addr).unwrap();
+each_mode! {
+    fn tcp_sentence_without_newline_is_answered(mode) {
+        // The tutorial's client: send, then wait on recv(1024) without closing or sending a newline.
+        let server = spawn_mode(mode, &[]);
+        let mut client = connect(server.addr);
+        client.write_all(b"hello").unwrap();
+        let mut buf = [0; 1024];
+        let n = client.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"HELLO");
     }
-    let mut buf = [0; 2048];
-    let mut replies = Vec::new();
-    for _ in 0..3 {
-        let (n, _) = client.recv_from(&mut buf).unwrap();
-        replies.push(buf[..n].to_vec());
-    }
-    // Boundaries are kept: three datagrams, never "ONETWOTHREE". Loopback keeps their order too.
-    assert_eq!(
-        replies,
-        vec![b"ONE".to_vec(), b"TWO".to_vec(), b"THREE".to_vec()]
-    );
 }
 
-#[test]
-fn echo_service_returns_bytes_unchanged() {
-    let server = spawn_binary(&["--service", "echo"]);
-    let mut client = connect(server.addr);
-    client.write_all(b"Hello, World\n").unwrap();
-    assert_eq!(read_n(&mut client, 13), b"Hello, World\n");
-    let udp = udp_client(server.addr);
-    udp.send_to(b"Mixed Case", server.addr).unwrap();
-    let mut buf = [0; 64];
-    let (n, _) = udp.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"Mixed Case");
+each_mode! {
+    fn tcp_session_of_many_messages(mode) {
+        let server = spawn_mode(mode, &[]);
+        let mut client = connect(server.addr);
+        for i in 0..200 {
+            let request = format!("message number {i}, straße café 你好\n");
+            let reply = exchange(&mut client, request.as_bytes());
+            assert_eq!(
+                reply,
+                format!("MESSAGE NUMBER {i}, STRASSE CAFÉ 你好\n").as_bytes()
+            );
+        }
+    }
 }
 
-#[test]
-fn ipv6_loopback_serves_tcp_and_udp() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: this machine has no IPv6 loopback");
-        return;
+each_mode! {
+    fn three_datagrams_three_separate_replies(mode) {
+        let server = spawn_mode(mode, &[]);
+        let client = udp_client(server.addr);
+        for m in [&b"one"[..], b"two", b"three"] {
+            client.send_to(m, server.addr).unwrap();
+        }
+        let mut buf = [0; 2048];
+        let mut replies = Vec::new();
+        for _ in 0..3 {
+            let (n, _) = client.recv_from(&mut buf).unwrap();
+            replies.push(buf[..n].to_vec());
+        }
+        // Boundaries are kept: three datagrams, never "ONETWOTHREE". Loopback keeps their order too.
+        assert_eq!(
+            replies,
+            vec![b"ONE".to_vec(), b"TWO".to_vec(), b"THREE".to_vec()]
+        );
     }
-    let server = spawn_binary(&["--bind", "::1"]);
-    assert!(server.addr.is_ipv6());
-    let mut client = connect(server.addr);
-    assert_eq!(exchange(&mut client, b"over ipv6"), b"OVER IPV6");
-    let udp = udp_client(server.addr);
-    udp.send_to(b"v6", server.addr).unwrap();
-    let mut buf = [0; 16];
-    let (n, _) = udp.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"V6");
+}
+
+each_mode! {
+    fn echo_service_returns_bytes_unchanged(mode) {
+        let server = spawn_mode(mode, &["--service", "echo"]);
+        let mut client = connect(server.addr);
+        client.write_all(b"Hello, World\n").unwrap();
+        assert_eq!(read_n(&mut client, 13), b"Hello, World\n");
+        let udp = udp_client(server.addr);
+        udp.send_to(b"Mixed Case", server.addr).unwrap();
+        let mut buf = [0; 64];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"Mixed Case");
+    }
+}
+
+each_mode! {
+    fn ipv6_loopback_serves_tcp_and_udp(mode) {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("skipped: this machine has no IPv6 loopback");
+            return;
+        }
+        let server = spawn_mode(mode, &["--bind", "::1"]);
+        assert!(server.addr.is_ipv6());
+        let mut client = connect(server.addr);
+        assert_eq!(exchange(&mut client, b"over ipv6"), b"OVER IPV6");
+        let udp = udp_client(server.addr);
+        udp.send_to(b"v6", server.addr).unwrap();
+        let mut buf = [0; 16];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"V6");
+    }
 }

@@ -1,4 +1,5 @@
-//! `socklab-server`: parses flags, binds, prints where it listens, runs. Everything else is in the library.
+//! `socklab-server`: parses flags, binds the chosen mode, prints where it listens, runs. Everything else is in
+//! the library (`socklab::mode`).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -9,11 +10,11 @@ use log::{error, warn};
 
 use socklab::config::{off_if_zero, parse_seconds, Config, DEFAULT_PORT};
 use socklab::encoding::Encoding;
-use socklab::reactor::Server;
+use socklab::mode::{Mode, Server};
 use socklab::service::Service;
 
 /// The services of the socket tutorials (uppercase, echo, hello), over TCP and UDP on one port, from one mio
-/// event loop.
+/// event loop (or, with --mode, from the blocking, threaded or busy-polling servers the event loop replaces).
 ///
 /// Prints `listening on tcp://IP:PORT udp://IP:PORT` on stdout once both sockets are bound; logs go to
 /// stderr. SIGINT or SIGTERM stops accepting, flushes pending replies (up to --shutdown-timeout) and exits
@@ -21,6 +22,11 @@ use socklab::service::Service;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
+    /// How the server waits for clients: reactor (one mio event loop), blocking (one TCP client at a time),
+    /// threads (a thread per TCP client), busy-poll (non-blocking sockets tried in a loop; burns a core).
+    #[arg(long, value_enum, default_value_t = Mode::Reactor)]
+    mode: Mode,
+
     /// Address to bind: 127.0.0.1, ::1, or 0.0.0.0 / :: for every interface.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -45,23 +51,24 @@ struct Args {
     #[arg(long, default_value_t = Config::default().max_line, value_name = "BYTES")]
     max_line: usize,
 
-    /// Most TCP connections served at once; the next client is told `ERR too many connections` and closed.
-    /// Default: the open-file limit (raised to its hard maximum at start) less a small reserve.
+    /// Most TCP connections served at once (reactor and threads modes); the next client is told
+    /// `ERR too many connections` and closed. Default: the open-file limit (raised to its hard maximum at
+    /// start) less a small reserve.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
 
-    /// Seconds of silence after which a connection is closed; with --min-rate, the window over which a
-    /// connection must average that rate. 0 turns both off.
+    /// Reactor mode: seconds of silence after which a connection is closed; with --min-rate, the window over
+    /// which a connection must average that rate. 0 turns both off.
     #[arg(long, default_value = "300", value_parser = parse_seconds, value_name = "SECS")]
     idle_timeout: Duration,
 
-    /// Bytes per second a connection must average over each idle window, so a client trickling a byte at a
-    /// time cannot hold a connection forever. 0 asks only for one byte per window.
+    /// Reactor mode: bytes per second a connection must average over each idle window, so a client trickling
+    /// a byte at a time cannot hold a connection forever. 0 asks only for one byte per window.
     #[arg(long, default_value_t = Config::default().min_rate, value_name = "BYTES")]
     min_rate: u64,
 
-    /// Seconds a connection's replies may wait without its peer reading any of them before it is closed.
-    /// 0 turns it off.
+    /// Reactor mode: seconds a connection's replies may wait without its peer reading any of them before it
+    /// is closed. 0 turns it off.
     #[arg(long, default_value = "30", value_parser = parse_seconds, value_name = "SECS")]
     write_timeout: Duration,
 
@@ -107,7 +114,14 @@ fn main() -> ExitCode {
         write_timeout: off_if_zero(args.write_timeout),
         max_connections: args.max_connections,
     };
-    let mut server = match Server::bind(config) {
+    if args.mode != Mode::Reactor {
+        // The blocking designs are the tutorials' servers, kept simple to be compared: they have no timers.
+        warn!(
+            "--mode {}: the idle, minimum-rate and write timeouts apply only to the reactor",
+            args.mode
+        );
+    }
+    let mut server = match Server::bind(args.mode, config) {
         Ok(server) => server,
         Err(e) => {
             error!("{e}");
@@ -127,7 +141,7 @@ fn main() -> ExitCode {
         Ok(summary) if summary.forced => ExitCode::from(130),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("the event loop failed: {e}");
+            error!("the {} server failed: {e}", args.mode);
             ExitCode::FAILURE
         }
     }

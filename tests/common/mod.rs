@@ -1,6 +1,42 @@
-//! Helpers shared by the integration tests: a server on 127.0.0.1 port 0, in this process (to read its
-//! stats) or as the built binary (to see what a user sees), and clients with timeouts so no test hangs.
+//! Helpers shared by the integration tests: a server of any mode on 127.0.0.1 port 0, in this process (to
+//! read its stats) or as the built binary (to see what a user sees), and clients with timeouts so no test
+//! hangs. [`each_mode!`] writes a test once and runs it as one `#[test]` per mode.
 #![allow(dead_code)] // Each test file uses its own subset.
+#![allow(unused_macros)]
+
+/// Defines `mod $name` holding one `#[test]` per server mode (`$name::reactor`, `$name::blocking`,
+/// `$name::threads`, `$name::busy_poll`), each running the body with `$mode` set: a failure names its mode.
+macro_rules! each_mode {
+    ($(#[$meta:meta])* fn $name:ident($mode:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($mode: socklab::mode::Mode) $body
+
+            #[test]
+            fn reactor() {
+                run(socklab::mode::Mode::Reactor)
+            }
+
+            #[test]
+            fn blocking() {
+                run(socklab::mode::Mode::Blocking)
+            }
+
+            #[test]
+            fn threads() {
+                run(socklab::mode::Mode::Threads)
+            }
+
+            #[test]
+            fn busy_poll() {
+                run(socklab::mode::Mode::BusyPoll)
+            }
+        }
+    };
+}
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -10,13 +46,15 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use socklab::config::Config;
-use socklab::reactor::{Server, ShutdownHandle, Summary};
+use socklab::mode::{Mode, Server, ShutdownHandle};
+use socklab::reactor::Summary;
 
 /// Generous: tests assert correctness, not speed, on a shared two-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A reactor running on a thread of the test process.
+/// A server running on a thread of the test process.
 pub struct InProcess {
+    pub mode: Mode,
     pub addr: SocketAddr,
     handle: ShutdownHandle,
     thread: JoinHandle<std::io::Result<Summary>>,
@@ -29,12 +67,18 @@ pub fn config() -> Config {
     }
 }
 
+/// A reactor, for the tests of what only the reactor promises.
 pub fn start(config: Config) -> InProcess {
-    let server = Server::bind(config).expect("bind");
+    start_mode(Mode::Reactor, config)
+}
+
+pub fn start_mode(mode: Mode, config: Config) -> InProcess {
+    let server = Server::bind(mode, config).unwrap_or_else(|e| panic!("{mode}: bind: {e}"));
     let addr = server.local_addr();
     let handle = server.shutdown_handle();
     let thread = thread::spawn(move || server.run());
     InProcess {
+        mode,
         addr,
         handle,
         thread,
@@ -45,11 +89,24 @@ impl InProcess {
     /// Shuts the server down as SIGTERM would and returns what it counted.
     pub fn stop(self) -> Summary {
         self.handle.shutdown();
+        let mode = self.mode;
         self.thread
             .join()
-            .expect("server thread panicked")
-            .expect("server failed")
+            .unwrap_or_else(|_| panic!("{mode}: server thread panicked"))
+            .unwrap_or_else(|e| panic!("{mode}: server failed: {e}"))
     }
+}
+
+/// True, after saying why, when `mode` cannot run a test that needs two TCP clients served at once.
+pub fn skip_unless_concurrent(mode: Mode) -> bool {
+    if mode.serves_clients_at_once() {
+        return false;
+    }
+    eprintln!(
+        "skipped for {mode}: this test needs two TCP clients served at once, and the blocking server serves \
+         one client until it closes while the next waits in the backlog (tests/modes.rs shows exactly that)"
+    );
+    true
 }
 
 /// The built `socklab-server` binary, on port 0, killed if the test ends without stopping it.
@@ -59,15 +116,24 @@ pub struct Binary {
 }
 
 pub fn spawn_binary(args: &[&str]) -> Binary {
-    spawn_binary_with_fd_limit(args, None)
+    spawn_mode(Mode::Reactor, args)
 }
 
-/// Like [`spawn_binary`], with the child's open-file limit (soft and hard) set to `fd_limit`.
+/// The built binary in `mode`, on port 0.
+pub fn spawn_mode(mode: Mode, args: &[&str]) -> Binary {
+    spawn_with_fd_limit(mode, args, None)
+}
+
+/// The reactor binary with the child's open-file limit (soft and hard) set to `fd_limit`.
 pub fn spawn_binary_with_fd_limit(args: &[&str], fd_limit: Option<u64>) -> Binary {
+    spawn_with_fd_limit(Mode::Reactor, args, fd_limit)
+}
+
+fn spawn_with_fd_limit(mode: Mode, args: &[&str], fd_limit: Option<u64>) -> Binary {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_socklab-server"));
     command
-        .args(["--port", "0"])
+        .args(["--port", "0", "--mode", mode.name()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -95,7 +161,9 @@ pub fn spawn_binary_with_fd_limit(args: &[&str], fd_limit: Option<u64>) -> Binar
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(TIMEOUT).expect("no `listening on` line");
+    let line = rx
+        .recv_timeout(TIMEOUT)
+        .unwrap_or_else(|_| panic!("{mode}: no `listening on` line"));
     let addr = socklab::net::parse_listening_line(&line)
         .unwrap_or_else(|| panic!("not a listening line: {line:?}"));
     Binary { addr, child }
@@ -255,4 +323,15 @@ pub fn thread_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .count()
+}
+
+/// Seconds the main thread has spent on a CPU and waiting in a run queue for one, from
+/// `/proc/PID/schedstat`: together, how long it wanted a CPU, however busy the machine is. `None` if the
+/// kernel does not keep these statistics.
+pub fn wanted_cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut fields = stat.split_whitespace().map(|f| f.parse::<f64>().ok());
+    let on_cpu = fields.next()??;
+    let waiting = fields.next()??;
+    Some((on_cpu + waiting) / 1e9)
 }

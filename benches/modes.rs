@@ -1,0 +1,521 @@
+//! The four server modes side by side, as a person looks at them: `cargo bench --bench modes`.
+//!
+//! For each mode and each load (1, 10, 100 and 1,000 concurrent clients, and 10 clients with 10 more
+//! connected and silent) it starts the release `socklab-server --mode M` on a free loopback port, drives it
+//! for a fixed time with a closed-loop load (each client sends one line, waits for its reply, checks every
+//! byte, records the latency, sends the next), and reads the server's CPU time, threads and resident memory
+//! from `/proc`. A request unanswered after `REQUEST_TIMEOUT` counts as timed out and its client stops: so
+//! `blocking`, which serves one client at a time, never hangs the run; the table says how many clients were
+//! served at all.
+//!
+//! Writes `modes.md` (the table) and `modes.svg` (the chart) to `$SOCKLAB_MODES_OUT` (default
+//! `target/modes`). The whole run takes about a minute and a half. Results for one machine, and what they
+//! mean: `docs/modes-results.md`.
+//!
+//! The load driver is one thread on one `mio::Poll`, so that 1,000 clients cost the driver no more threads
+//! than one does (it shares the machine with the server it measures).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token};
+use socklab::mode::Mode;
+
+/// How long each load is measured.
+const MEASURE: Duration = Duration::from_secs(2);
+/// A request unanswered this long is a timeout; its client gives up.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// (concurrent clients, silent clients connected first).
+const LOADS: [(usize, usize); 5] = [(1, 0), (10, 0), (100, 0), (1000, 0), (10, 10)];
+
+fn load_name((clients, silent): (usize, usize)) -> String {
+    if silent == 0 {
+        format!("{clients} clients")
+    } else {
+        format!("{clients} + {silent} silent")
+    }
+}
+
+/// What one (mode, load) run measured.
+struct Row {
+    mode: Mode,
+    load: (usize, usize),
+    completed: u64,
+    timeouts: u64,
+    errors: u64,
+    served: usize,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+    cpu: f64,
+    threads: usize,
+    rss_kib: u64,
+}
+
+impl Row {
+    fn throughput(&self) -> f64 {
+        self.completed as f64 / MEASURE.as_secs_f64()
+    }
+}
+
+fn main() -> io::Result<()> {
+    let out_dir = std::env::var("SOCKLAB_MODES_OUT").unwrap_or_else(|_| "target/modes".into());
+    std::fs::create_dir_all(&out_dir)?;
+    let mut rows = Vec::new();
+    for mode in Mode::ALL {
+        for load in LOADS {
+            let row = run(mode, load)?;
+            eprintln!(
+                "{:>9} {:>16}: {:>8.0} req/s, p99 {:>10}, {} of {} clients served, cpu {:.2} s, {} threads",
+                mode.name(),
+                load_name(load),
+                row.throughput(),
+                fmt_latency(row.p99),
+                row.served,
+                load.0,
+                row.cpu,
+                row.threads
+            );
+            rows.push(row);
+        }
+    }
+    let table = table(&rows);
+    println!("{table}");
+    std::fs::write(format!("{out_dir}/modes.md"), &table)?;
+    std::fs::write(format!("{out_dir}/modes.svg"), svg(&rows))?;
+    eprintln!("wrote {out_dir}/modes.md and {out_dir}/modes.svg");
+    Ok(())
+}
+
+/// One server, one load, one measurement.
+fn run(mode: Mode, (clients, silent): (usize, usize)) -> io::Result<Row> {
+    let mut server = Server::start(mode)?;
+    let _silent: Vec<TcpStream> = (0..silent)
+        .map(|_| TcpStream::connect_timeout(&server.addr, Duration::from_secs(2)))
+        .collect::<io::Result<_>>()?;
+    let mut driver = Driver::connect(server.addr, clients)?;
+    let cpu_before = cpu_seconds(server.pid());
+    let report = driver.drive(MEASURE)?;
+    let cpu = cpu_seconds(server.pid()) - cpu_before;
+    let threads = thread_count(server.pid());
+    let rss_kib = rss_kib(server.pid());
+    drop(driver);
+    server.stop();
+    let mut latencies = report.latencies;
+    latencies.sort_unstable();
+    Ok(Row {
+        mode,
+        load: (clients, silent),
+        completed: latencies.len() as u64,
+        timeouts: report.timeouts,
+        errors: report.errors,
+        served: report.served,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        cpu,
+        threads,
+        rss_kib,
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[index])
+}
+
+/// The release binary, quiet, on a free port; stopped by SIGTERM (killed if it does not stop).
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(mode: Mode) -> io::Result<Server> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_socklab-server"))
+            .args([
+                "--port",
+                "0",
+                "--mode",
+                mode.name(),
+                "--shutdown-timeout",
+                "1",
+                "-q",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let addr = socklab::net::parse_listening_line(&line)
+            .ok_or_else(|| io::Error::other(format!("not a listening line: {line:?}")))?;
+        Ok(Server { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("server did not stop on SIGTERM: killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One closed-loop client.
+struct Client {
+    stream: MioStream,
+    id: usize,
+    seq: u64,
+    /// The request being sent (what is left of it) and the reply it must get.
+    unsent: Vec<u8>,
+    expected: Vec<u8>,
+    received: usize,
+    sent_at: Instant,
+    replies: u64,
+    alive: bool,
+}
+
+impl Client {
+    fn next_request(&mut self, now: Instant) {
+        let request = format!(
+            "client {} request {} the quick brown fox\n",
+            self.id, self.seq
+        );
+        self.seq += 1;
+        self.expected = request.to_ascii_uppercase().into_bytes();
+        self.unsent = request.into_bytes();
+        self.received = 0;
+        self.sent_at = now;
+    }
+}
+
+struct Report {
+    latencies: Vec<Duration>,
+    timeouts: u64,
+    errors: u64,
+    served: usize,
+}
+
+struct Driver {
+    poll: Poll,
+    clients: Vec<Client>,
+}
+
+impl Driver {
+    fn connect(addr: SocketAddr, n: usize) -> io::Result<Driver> {
+        let poll = Poll::new()?;
+        let mut clients = Vec::with_capacity(n);
+        let now = Instant::now();
+        for id in 0..n {
+            // A blocking connect: it completes in the kernel's backlog even when the server is busy.
+            let std = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            std.set_nodelay(true)?;
+            std.set_nonblocking(true)?;
+            let mut stream = MioStream::from_std(std);
+            poll.registry().register(
+                &mut stream,
+                Token(id),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            clients.push(Client {
+                stream,
+                id,
+                seq: 0,
+                unsent: Vec::new(),
+                expected: Vec::new(),
+                received: 0,
+                sent_at: now,
+                replies: 0,
+                alive: true,
+            });
+        }
+        Ok(Driver { poll, clients })
+    }
+
+    fn drive(&mut self, duration: Duration) -> io::Result<Report> {
+        let mut latencies = Vec::new();
+        let (mut timeouts, mut errors) = (0, 0);
+        let start = Instant::now();
+        let end = start + duration;
+        for c in &mut self.clients {
+            c.next_request(start);
+            write_what_fits(c);
+        }
+        let mut events = Events::with_capacity(1024);
+        let mut buf = vec![0u8; 4096];
+        let mut dead = HashMap::new();
+        while Instant::now() < end {
+            self.poll
+                .poll(&mut events, Some(Duration::from_millis(10)))?;
+            for event in events.iter() {
+                let c = &mut self.clients[event.token().0];
+                if !c.alive {
+                    continue;
+                }
+                write_what_fits(c);
+                loop {
+                    match c.stream.read(&mut buf) {
+                        Ok(0) => {
+                            dead.insert(c.id, "closed by the server");
+                            break;
+                        }
+                        Ok(n) => {
+                            let want = &c.expected[c.received..];
+                            if n > want.len() || buf[..n] != want[..n] {
+                                dead.insert(c.id, "wrong reply");
+                                break;
+                            }
+                            c.received += n;
+                            if c.received == c.expected.len() {
+                                let now = Instant::now();
+                                latencies.push(now - c.sent_at);
+                                c.replies += 1;
+                                if now < end {
+                                    c.next_request(now);
+                                    write_what_fits(c);
+                                }
+                            }
+                        }
+                        Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(ref e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            dead.insert(c.id, "socket error");
+                            break;
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            for c in &mut self.clients {
+                if c.alive && now - c.sent_at > REQUEST_TIMEOUT {
+                    timeouts += 1;
+                    c.alive = false;
+                }
+            }
+            for (id, _why) in dead.drain() {
+                errors += 1;
+                self.clients[id].alive = false;
+            }
+        }
+        let served = self.clients.iter().filter(|c| c.replies > 0).count();
+        Ok(Report {
+            latencies,
+            timeouts,
+            errors,
+            served,
+        })
+    }
+}
+
+fn write_what_fits(c: &mut Client) {
+    while !c.unsent.is_empty() {
+        match c.stream.write(&c.unsent) {
+            Ok(n) => {
+                c.unsent.drain(..n);
+            }
+            Err(ref e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // WouldBlock: WRITABLE brings us back. Other errors: the read that follows finds them.
+            Err(_) => return,
+        }
+    }
+}
+
+fn proc_file(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{name}")).unwrap_or_default()
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = proc_file(pid, "stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (field(11) + field(12)) / per_second
+}
+
+fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_file(pid, "status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fmt_latency(d: Option<Duration>) -> String {
+    match d {
+        None => "—".into(),
+        Some(d) if d < Duration::from_millis(1) => format!("{} µs", d.as_micros()),
+        Some(d) => format!("{:.1} ms", d.as_secs_f64() * 1e3),
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| mode | load | throughput (req/s) | p50 | p99 | clients served | timeouts | server CPU (s per {} s) | threads | RSS (MiB) |",
+        MEASURE.as_secs()
+    );
+    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let errors = if r.errors > 0 {
+            format!(" ({} errors)", r.errors)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {:.0} | {} | {} | {} of {} | {}{} | {:.2} | {} | {:.1} |",
+            r.mode,
+            load_name(r.load),
+            r.throughput(),
+            fmt_latency(r.p50),
+            fmt_latency(r.p99),
+            r.served,
+            r.load.0,
+            r.timeouts,
+            errors,
+            r.cpu,
+            r.threads,
+            r.rss_kib as f64 / 1024.0
+        );
+    }
+    t
+}
+
+const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#ff7f0e", "#2ca02c"];
+
+/// Two bar panels, hand-written SVG: throughput, and server CPU seconds, per load, one bar per mode.
+fn svg(rows: &[Row]) -> String {
+    let (width, panel_h) = (900.0, 300.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" font-family="sans-serif" font-size="12">"#,
+        2.0 * panel_h + 60.0
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    // Legend.
+    for (i, mode) in Mode::ALL.iter().enumerate() {
+        let x = 80.0 + i as f64 * 150.0;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="10" width="14" height="14" fill="{}"/><text x="{}" y="22">{}</text>"#,
+            COLOURS[i],
+            x + 20.0,
+            mode
+        );
+    }
+    let value = |r: &Row, panel: usize| if panel == 0 { r.throughput() } else { r.cpu };
+    let titles = [
+        "Throughput, requests per second (higher is better)".to_string(),
+        format!(
+            "Server CPU seconds used in the {} s run (1 core = {:.0} s)",
+            MEASURE.as_secs(),
+            MEASURE.as_secs_f64()
+        ),
+    ];
+    for (panel, title) in titles.iter().enumerate() {
+        let top = 40.0 + panel as f64 * panel_h;
+        let (left, plot_w, plot_h) = (70.0, width - 90.0, panel_h - 80.0);
+        let base = top + 30.0 + plot_h;
+        let max = rows
+            .iter()
+            .map(|r| value(r, panel))
+            .fold(0.0f64, f64::max)
+            .max(1e-9);
+        let _ = writeln!(
+            s,
+            r#"<text x="{left}" y="{}" font-weight="bold">{title}</text>"#,
+            top + 18.0
+        );
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{base}" x2="{}" y2="{base}" stroke="#333"/>"##,
+            left + plot_w
+        );
+        let group_w = plot_w / LOADS.len() as f64;
+        let bar_w = group_w * 0.8 / Mode::ALL.len() as f64;
+        for (g, load) in LOADS.iter().enumerate() {
+            let gx = left + g as f64 * group_w + group_w * 0.1;
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+                gx + group_w * 0.4,
+                base + 16.0,
+                load_name(*load)
+            );
+            for (m, mode) in Mode::ALL.iter().enumerate() {
+                let Some(r) = rows.iter().find(|r| r.mode == *mode && r.load == *load) else {
+                    continue;
+                };
+                let v = value(r, panel);
+                let h = v / max * plot_h;
+                let x = gx + m as f64 * bar_w;
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{mode}, {}: {v:.2}</title></rect>"#,
+                    base - h,
+                    bar_w - 2.0,
+                    COLOURS[m],
+                    load_name(*load)
+                );
+                let label = if panel == 0 {
+                    format!("{:.0}k", v / 1000.0)
+                } else {
+                    format!("{v:.1}")
+                };
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">{label}</text>"#,
+                    x + bar_w / 2.0 - 1.0,
+                    base - h - 3.0
+                );
+            }
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}

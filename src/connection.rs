@@ -175,7 +175,11 @@ impl Connection {
             // 5b. Read no more than the high-water mark can answer: backpressure instead of unbounded memory.
             // Until the peer reads, WRITABLE interest brings us back here.
             let room = cx.config.high_water.saturating_sub(self.pending.len());
-            let fits = cx.config.service.max_input(room).min(cx.buffers.input.len());
+            let fits = cx
+                .config
+                .service
+                .max_input(room)
+                .min(cx.buffers.input.len());
             if fits < MIN_READ {
                 break;
             }
@@ -238,7 +242,10 @@ impl Connection {
             } else {
                 Interest::READABLE
             };
-            if let Err(e) = cx.registry.reregister(&mut self.stream, self.token, interest) {
+            if let Err(e) = cx
+                .registry
+                .reregister(&mut self.stream, self.token, interest)
+            {
                 debug!("{}: reregister failed: {e}", self.peer);
                 return Progress::Done("poll error");
             }

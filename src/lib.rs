@@ -10,6 +10,8 @@
 //! - [`config`]: flags and limits shared by every server mode. `docs/09-running.md`
 //! - [`stats`]: counters and the one-line summary logged at exit. `docs/09-running.md`
 //! - [`logging`]: `-v`, `-q` and `RUST_LOG` for every binary. `docs/09-running.md`
+//! - [`client`]: the tutorials' client: one request, one whole reply, deadlines everywhere. `docs/client-and-stress.md`
+//! - [`stress`]: the load generator that checks every reply and measures latency. `docs/client-and-stress.md`
 //!
 //! Serving from a program takes three lines:
 //!
@@ -20,6 +22,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod logging;

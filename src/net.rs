@@ -107,7 +107,10 @@ mod tests {
             let line = listening_line(addr) + " service=upper";
             assert_eq!(parse_listening_line(&line), Some(addr));
         }
-        assert_eq!(listening_line("[::1]:7".parse().unwrap()), "listening on tcp://[::1]:7 udp://[::1]:7");
+        assert_eq!(
+            listening_line("[::1]:7".parse().unwrap()),
+            "listening on tcp://[::1]:7 udp://[::1]:7"
+        );
         assert_eq!(parse_listening_line("hello"), None);
     }
 
@@ -123,6 +126,9 @@ mod tests {
         let first = Sockets::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let err = Sockets::bind(first.local_addr().unwrap()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-        assert!(err.to_string().contains("cannot bind tcp 127.0.0.1:"), "{err}");
+        assert!(
+            err.to_string().contains("cannot bind tcp 127.0.0.1:"),
+            "{err}"
+        );
     }
 }

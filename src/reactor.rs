@@ -110,7 +110,8 @@ impl Server {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        poll.registry().register(&mut udp, UDP, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut udp, UDP, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
             poll,
@@ -369,7 +370,13 @@ impl Server {
             }
             Progress::Done(why) => {
                 debug!("{}: closed ({why})", conn.peer());
-                close(conn, self.poll.registry(), &mut self.reap, &mut self.stats, key);
+                close(
+                    conn,
+                    self.poll.registry(),
+                    &mut self.reap,
+                    &mut self.stats,
+                    key,
+                );
             }
         }
     }
@@ -381,7 +388,11 @@ impl Server {
         };
         let mut names = Vec::new();
         for signal in signals.pending() {
-            names.push(if signal == SIGINT { "SIGINT" } else { "SIGTERM" });
+            names.push(if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            });
         }
         for name in names {
             self.signals_seen += 1;
@@ -430,7 +441,13 @@ impl Server {
 }
 
 /// Stage 8's first half for one connection: out of the poll now, out of the slab at the end of the turn.
-fn close(conn: &mut Connection, registry: &Registry, reap: &mut Vec<usize>, stats: &mut Stats, key: usize) {
+fn close(
+    conn: &mut Connection,
+    registry: &Registry,
+    reap: &mut Vec<usize>,
+    stats: &mut Stats,
+    key: usize,
+) {
     conn.close(registry);
     reap.push(key);
     stats.closed += 1;

@@ -176,7 +176,10 @@ fn upper_into(input: &[u8], out: &mut Vec<u8>, growth: Growth) -> usize {
     let mut rest = input;
     loop {
         // The fast path: a run of ASCII, byte by byte, no decoding.
-        let ascii = rest.iter().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        let ascii = rest
+            .iter()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
         out.extend(rest[..ascii].iter().map(u8::to_ascii_uppercase));
         rest = &rest[ascii..];
         if rest.is_empty() {
@@ -187,7 +190,10 @@ fn upper_into(input: &[u8], out: &mut Vec<u8>, growth: Growth) -> usize {
             Err(e) => {
                 let (valid, _) = rest.split_at(e.valid_up_to());
                 // `valid_up_to` promises this prefix is UTF-8; the fallback only keeps this panic-free.
-                (std::str::from_utf8(valid).unwrap_or_default(), Some(e.error_len()))
+                (
+                    std::str::from_utf8(valid).unwrap_or_default(),
+                    Some(e.error_len()),
+                )
             }
         };
         upper_text(text, out, growth);
@@ -273,7 +279,10 @@ mod tests {
         let mut s = Service::Upper.session();
         let mut out = Vec::new();
         s.feed(b"caf\xc3", &mut out);
-        assert_eq!(out, b"CAF", "the half character is held, the rest answered at once");
+        assert_eq!(
+            out, b"CAF",
+            "the half character is held, the rest answered at once"
+        );
         s.feed(b"\xa9!", &mut out);
         assert_eq!(out, "CAFÉ!".as_bytes());
     }
@@ -290,7 +299,10 @@ mod tests {
     #[test]
     fn datagrams_never_grow() {
         assert_eq!(datagram(b"hello"), b"HELLO");
-        assert_eq!(datagram("straße café".as_bytes()), "STRASSE CAFÉ".as_bytes());
+        assert_eq!(
+            datagram("straße café".as_bytes()),
+            "STRASSE CAFÉ".as_bytes()
+        );
         // U+0390 would grow to six bytes: it is left as it is, its neighbours are still uppercased.
         assert_eq!(datagram("aΐb".as_bytes()), "AΐB".as_bytes());
         // U+0250 (2 bytes) uppercases to U+2C6F (3 bytes): kept.
@@ -307,7 +319,10 @@ mod tests {
             let bytes = c.encode_utf8(&mut text).as_bytes();
             let grown = stream(bytes).len();
             assert!(grown <= MAX_GROWTH * bytes.len(), "{c:?} grows {grown}");
-            assert!(datagram(bytes).len() <= bytes.len(), "{c:?} grows in a datagram");
+            assert!(
+                datagram(bytes).len() <= bytes.len(),
+                "{c:?} grows in a datagram"
+            );
         }
     }
 }

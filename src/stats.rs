@@ -44,7 +44,11 @@ impl fmt::Display for Stats {
             self.peak_pending
         )?;
         if self.dropped_at_shutdown > 0 {
-            write!(f, ", {} connections cut at the shutdown deadline", self.dropped_at_shutdown)?;
+            write!(
+                f,
+                ", {} connections cut at the shutdown deadline",
+                self.dropped_at_shutdown
+            )?;
         }
         Ok(())
     }

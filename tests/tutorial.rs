@@ -14,7 +14,10 @@ fn udp_one_datagram_one_reply_from_the_server_address() {
     let mut buf = [0; 2048];
     let (n, from) = client.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"HELLO UDP");
-    assert_eq!(from, server.addr, "the reply comes from the port the client sent to");
+    assert_eq!(
+        from, server.addr,
+        "the reply comes from the port the client sent to"
+    );
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn tcp_session_of_many_messages() {
     for i in 0..200 {
         let request = format!("message number {i}, straße café 你好\n");
         let reply = exchange(&mut client, request.as_bytes());
-        assert_eq!(reply, format!("MESSAGE NUMBER {i}, STRASSE CAFÉ 你好\n").as_bytes());
+        assert_eq!(
+            reply,
+            format!("MESSAGE NUMBER {i}, STRASSE CAFÉ 你好\n").as_bytes()
+        );
     }
 }
 
@@ -53,7 +59,10 @@ fn three_datagrams_three_separate_replies() {
         replies.push(buf[..n].to_vec());
     }
     // Boundaries are kept: three datagrams, never "ONETWOTHREE". Loopback keeps their order too.
-    assert_eq!(replies, vec![b"ONE".to_vec(), b"TWO".to_vec(), b"THREE".to_vec()]);
+    assert_eq!(
+        replies,
+        vec![b"ONE".to_vec(), b"TWO".to_vec(), b"THREE".to_vec()]
+    );
 }
 
 #[test]

@@ -34,14 +34,21 @@ pub fn start(config: Config) -> InProcess {
     let addr = server.local_addr();
     let handle = server.shutdown_handle();
     let thread = thread::spawn(move || server.run());
-    InProcess { addr, handle, thread }
+    InProcess {
+        addr,
+        handle,
+        thread,
+    }
 }
 
 impl InProcess {
     /// Shuts the server down as SIGTERM would and returns what it counted.
     pub fn stop(self) -> Summary {
         self.handle.shutdown();
-        self.thread.join().expect("server thread panicked").expect("server failed")
+        self.thread
+            .join()
+            .expect("server thread panicked")
+            .expect("server failed")
     }
 }
 
@@ -89,7 +96,12 @@ impl Binary {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut stderr = String::new();
-                self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
                 return (status, stderr);
             }
             assert!(std::time::Instant::now() < deadline, "server did not exit");
@@ -123,13 +135,21 @@ pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
 /// Sends `request` and reads back exactly as many bytes as its reply must have.
 pub fn exchange(stream: &mut TcpStream, request: &[u8]) -> Vec<u8> {
     stream.write_all(request).unwrap();
-    let expected = socklab::service::Service::Upper.reply_to_stream(request).len();
+    let expected = socklab::service::Service::Upper
+        .reply_to_stream(request)
+        .len();
     read_n(stream, expected)
 }
 
 /// A UDP client bound to an ephemeral port of the same family as `server`, with a receive timeout.
 pub fn udp_client(server: SocketAddr) -> UdpSocket {
-    let local: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().unwrap();
+    let local: SocketAddr = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .unwrap();
     let socket = UdpSocket::bind(local).unwrap();
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     socket
@@ -153,5 +173,7 @@ pub fn lines(n: usize, tag: usize) -> Vec<u8> {
 
 /// The threads of a process, from `/proc`.
 pub fn thread_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
 }

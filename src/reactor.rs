@@ -406,7 +406,7 @@ impl Server {
     }
 
     /// 10. Stop accepting, stop taking datagrams, and close every connection with nothing in flight. The
-    /// others finish what they have been sent, then close; the deadline cuts off those that do not.
+    ///     others finish what they have been sent, then close; the deadline cuts off those that do not.
     fn begin_shutdown(&mut self, why: &str) {
         if self.deadline.is_some() {
             return;

@@ -30,3 +30,4 @@ pub mod net;
 pub mod reactor;
 pub mod service;
 pub mod stats;
+pub mod stress;

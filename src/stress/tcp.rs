@@ -24,6 +24,8 @@ use crate::net::{interrupted, would_block};
 const CONNECT_WINDOW: usize = 256;
 /// Readiness events taken from one poll.
 const EVENTS_CAPACITY: usize = 1024;
+/// How often connections are checked for a reply that stalled.
+const STALL_SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// The one read buffer every connection shares: the loop reads one connection at a time.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -56,6 +58,10 @@ struct Conn {
     next_variant: usize,
     /// Already in the loop's list of connections to flush this turn.
     dirty: bool,
+    /// When this connection last saw a reply complete, or began waiting for one (ns since the load began).
+    /// A connection waiting longer than the timeout has stalled: it is counted timed out and closed, so a
+    /// server that stops answering ends the run instead of hanging it.
+    progress_ns: u64,
 }
 
 /// What a read turn found.
@@ -72,7 +78,10 @@ impl Conn {
         self.state == State::Open && !self.idle && self.inflight.len() < pipeline
     }
 
-    fn issue(&mut self, payloads: &Payloads, intended_ns: u64, tally: &mut Tally) {
+    fn issue(&mut self, payloads: &Payloads, intended_ns: u64, now_ns: u64, tally: &mut Tally) {
+        if self.inflight.is_empty() {
+            self.progress_ns = now_ns;
+        }
         let variant = self.next_variant % VARIANTS;
         self.next_variant += 1;
         let request = payloads.request(variant);
@@ -161,6 +170,7 @@ impl Conn {
                 tally.reply_bytes += reply.len() as u64;
                 self.matched = 0;
                 self.inflight.pop_front();
+                self.progress_ns = now_ns;
             }
         }
         true
@@ -222,6 +232,7 @@ pub(super) fn run(
     let mut drain_until: Option<Instant> = None;
     let mut last_reply: Option<Instant> = None;
     let mut next_live = origin + LIVE_EVERY;
+    let mut next_sweep = origin;
     let mut rr = 0usize;
     let mut backlogged = false;
     let mut live_load = 0usize;
@@ -334,7 +345,7 @@ pub(super) fn run(
                             let Some(at) = schedule.take(now_ns) else {
                                 break;
                             };
-                            conn.issue(&payloads, at, &mut tally);
+                            conn.issue(&payloads, at, now_ns, &mut tally);
                         }
                     }
                     if !conn.dirty {
@@ -380,7 +391,7 @@ pub(super) fn run(
                     } else if options.rate.is_none() {
                         while conn.has_room(options.pipeline) {
                             let Some(at) = schedule.take(0) else { break };
-                            conn.issue(&payloads, at, &mut tally);
+                            conn.issue(&payloads, at, 0, &mut tally);
                         }
                     }
                     conn.dirty = true;
@@ -405,7 +416,7 @@ pub(super) fn run(
                     break;
                 };
                 let conn = &mut conns[rr];
-                conn.issue(&payloads, at, &mut tally);
+                conn.issue(&payloads, at, now_ns, &mut tally);
                 if !conn.dirty {
                     conn.dirty = true;
                     dirty.push(rr);
@@ -426,6 +437,21 @@ pub(super) fn run(
                     live_load -= 1;
                 }
                 conn.close(poll.registry(), &mut tally);
+            }
+        }
+
+        if start.is_some() && now >= next_sweep {
+            next_sweep = now + STALL_SWEEP_EVERY;
+            for conn in conns.iter_mut() {
+                let waiting = conn.state == State::Open && !conn.inflight.is_empty();
+                if waiting && now_ns.saturating_sub(conn.progress_ns) > timeout_ns {
+                    tally.fail(&io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no reply within the timeout",
+                    ));
+                    live_load -= 1;
+                    conn.close(poll.registry(), &mut tally);
+                }
             }
         }
 
@@ -470,6 +496,7 @@ fn new_conn(stream: TcpStream, idle: bool, i: usize, pipeline: usize, size: usiz
         // Neighbouring connections start on different lines, so a reply crossing connections shows.
         next_variant: i,
         dirty: false,
+        progress_ns: 0,
     }
 }
 

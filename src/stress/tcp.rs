@@ -128,10 +128,18 @@ impl Conn {
                     }
                     return Turn::Failed(e);
                 }
-                Ok(n) if self.idle => tally.reply_bytes += n as u64,
                 Ok(n) => {
-                    if !self.check(&buf[..n], payloads, tally, now_ns) {
+                    if self.idle {
+                        tally.reply_bytes += n as u64;
+                    } else if !self.check(&buf[..n], payloads, tally, now_ns) {
                         return Turn::Wrong;
+                    }
+                    // A read that did not fill the buffer took all the socket had. The usual read to see
+                    // WouldBlock would cost a syscall per event for nothing: epoll (and kqueue) signal again
+                    // when more bytes arrive, edge-triggered or not. Tokio makes the same choice. It keeps the
+                    // tool lighter than a server that must drain each socket.
+                    if n < buf.len() {
+                        return Turn::Fine;
                     }
                 }
                 Err(ref e) if would_block(e) => return Turn::Fine,

@@ -110,13 +110,16 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads until WouldBlock, checking every byte (idle connections just discard what they get).
+    /// Reads what the socket has, checking every byte (idle connections just discard what they get).
+    /// `closing` (the event said the peer has closed) reads on to the end of the stream, since no further
+    /// event will come to report it.
     fn read(
         &mut self,
         buf: &mut [u8],
         payloads: &Payloads,
         tally: &mut Tally,
         now_ns: u64,
+        closing: bool,
     ) -> Turn {
         loop {
             match self.stream.read(buf) {
@@ -136,9 +139,10 @@ impl Conn {
                     }
                     // A read that did not fill the buffer took all the socket had. The usual read to see
                     // WouldBlock would cost a syscall per event for nothing: epoll (and kqueue) signal again
-                    // when more bytes arrive, edge-triggered or not. Tokio makes the same choice. It keeps the
-                    // tool lighter than a server that must drain each socket.
-                    if n < buf.len() {
+                    // when more bytes arrive, edge-triggered or not, and a close that came with these bytes is
+                    // known from the event (`closing`). Tokio makes the same choice. It keeps the tool lighter
+                    // than a server, which must drain each socket.
+                    if n < buf.len() && !closing {
                         return Turn::Fine;
                     }
                 }
@@ -319,7 +323,8 @@ pub(super) fn run(
                 State::Open => {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         let checked = tally.checked;
-                        let outcome = conn.read(&mut buf, &payloads, &mut tally, now_ns);
+                        let closing = event.is_read_closed() || event.is_error();
+                        let outcome = conn.read(&mut buf, &payloads, &mut tally, now_ns, closing);
                         if tally.checked > checked {
                             last_reply = Some(now);
                         }

@@ -5,7 +5,7 @@
 //!
 //! One file per idea: [`payload`] (what is sent and expected), [`tcp`] and [`udp`] (each protocol's loop),
 //! [`limits`] (open files and source addresses), [`report`] (the counts and their text and JSON),
-//! [`progress`] (the live bar on a terminal).
+//! [`progress`] (the live bar on a terminal), [`timer`] (the open loop's precise wake-up).
 //!
 //! # Closed and open loop
 //! Closed loop (no `--rate`): each connection keeps `--pipeline` requests in flight and sends the next one
@@ -14,13 +14,16 @@
 //! time, not from when a free connection finally sent it. A server that stalls for a second therefore shows a
 //! second of latency on every request it delayed, instead of hiding it by slowing the sender down
 //! (coordinated omission). `--pipeline` still caps what one connection has in flight; due requests wait in a
-//! backlog that is only a counter, since their intended times follow from their numbers.
+//! backlog that is only a counter, since their intended times follow from their numbers. The loop wakes for
+//! each due batch on a timerfd, not on epoll's millisecond timeout, so the tool's own timer slack stays in
+//! the microseconds.
 
 pub mod limits;
 pub mod payload;
 pub mod progress;
 pub mod report;
 pub mod tcp;
+pub mod timer;
 pub mod udp;
 
 use std::io;

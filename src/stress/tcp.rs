@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::payload::{Payloads, VARIANTS};
+use super::timer::{Timer, TIMER};
 use super::{nanos, Live, Options, Schedule, Tally, LIVE_EVERY};
 use crate::net::{interrupted, would_block};
 
@@ -230,6 +231,7 @@ pub(super) fn run(
     let mut tally = Tally::new();
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let timer = Timer::new(poll.registry())?;
     let mut buf = vec![0u8; READ_BUFFER];
     let total = options.connections + options.idle;
     let mut conns: Vec<Conn> = Vec::with_capacity(total);
@@ -288,6 +290,10 @@ pub(super) fn run(
                 .min(Duration::from_millis(50)),
             (Some(_), None) => schedule.wait(now_ns, backlogged),
         };
+        if options.rate.is_some() && !wait.is_zero() && wait < Duration::from_millis(50) {
+            // The next open-loop request is due before the poll's millisecond timeout would wake us.
+            timer.arm(wait);
+        }
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if interrupted(&e) {
                 continue;
@@ -298,6 +304,10 @@ pub(super) fn run(
         let now_ns = start.map_or(0, |s| nanos(s, now));
 
         for event in events.iter() {
+            if event.token() == TIMER {
+                timer.clear();
+                continue;
+            }
             let i = event.token().0;
             let Some(conn) = conns.get_mut(i) else {
                 continue;

@@ -13,6 +13,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use super::payload::{Payloads, MAX_SIZE, VARIANTS};
+use super::timer::{Timer, TIMER};
 use super::{nanos, Live, Options, Schedule, Tally, LIVE_EVERY};
 use crate::net::{interrupted, would_block};
 
@@ -156,6 +157,7 @@ pub(super) fn run(
     let mut tally = Tally::new();
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let timer = Timer::new(poll.registry())?;
     // A reply may be larger than expected (a wrong server); the buffer takes any datagram whole.
     let mut buf = vec![0u8; MAX_SIZE + 1];
     let mut peers = Vec::with_capacity(options.connections);
@@ -271,6 +273,10 @@ pub(super) fn run(
         let wait = schedule
             .wait(now_ns, backlogged)
             .min(next_sweep.saturating_duration_since(now));
+        if options.rate.is_some() && !wait.is_zero() && wait < Duration::from_millis(50) {
+            // The next open-loop request is due before the poll's millisecond timeout would wake us.
+            timer.arm(wait);
+        }
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if interrupted(&e) {
                 continue;
@@ -280,6 +286,10 @@ pub(super) fn run(
         let now = Instant::now();
         let now_ns = nanos(start, now);
         for event in events.iter() {
+            if event.token() == TIMER {
+                timer.clear();
+                continue;
+            }
             let i = event.token().0;
             let Some(peer) = peers.get_mut(i) else {
                 continue;

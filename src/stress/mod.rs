@@ -314,7 +314,8 @@ impl Schedule {
             None => now_ns,
             Some(rate) => {
                 let due = (self.issued as f64 * 1e9 / rate) as u64;
-                if due > now_ns {
+                // The run covers [0, duration): a request due at its very end belongs to no run.
+                if due > now_ns || self.end_ns.is_some_and(|end| due >= end) {
                     return None;
                 }
                 due
@@ -399,5 +400,23 @@ mod tests {
         assert!(!s.check_end(9_999_999));
         assert!(s.check_end(10_000_000));
         assert_eq!(s.take(10_000_001), None);
+    }
+
+    #[test]
+    fn open_loop_for_one_second_sends_rate_requests() {
+        let options = Options {
+            rate: Some(100.0),
+            stop: Stop::Duration(Duration::from_secs(1)),
+            ..Options::default()
+        };
+        let mut s = Schedule::new(&options);
+        let mut sent = 0;
+        while s.take(1_000_000_000).is_some() {
+            sent += 1;
+        }
+        assert_eq!(
+            sent, 100,
+            "requests due at 0, 10, ..., 990 ms; not the one due at 1 s"
+        );
     }
 }

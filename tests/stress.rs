@@ -66,12 +66,8 @@ fn tcp_open_loop_with_idle_connections_all_replies_right() {
         ..options(server.addr)
     });
     assert_all_right(&report);
-    // The schedule issues request k at k/R seconds: about a thousand in half a second, however slow we are.
-    assert!(
-        (900..=1_100).contains(&report.tally.sent),
-        "{}",
-        report.text()
-    );
+    // Request k is due at k/R seconds: a thousand in half a second, however late some of them went out.
+    assert_eq!(report.tally.sent, 1_000, "{}", report.text());
     assert_eq!(report.tally.connected, 8 + 6);
     assert_eq!(server.stop().stats.accepted, 14);
 }
@@ -260,11 +256,15 @@ fn a_swapped_letter_is_a_wrong_reply() {
 
 #[test]
 fn an_early_close_is_reported() {
-    // Closes in the middle of the third 64-byte reply: that reply is wrong (cut short).
+    // Closes in the middle of the third 64-byte reply: that reply is wrong (cut short). But the server
+    // closes with pipelined requests unread, so its kernel may send a reset instead of a close, and the
+    // reset can overtake the partial reply: then the connection counts as reset. Each of the four
+    // connections is reported one way or the other.
     let addr = faulty_server(Fault::CloseAfter(150));
     let (status, out, _) = stress_binary(addr, &[]);
     assert_eq!(status.code(), Some(1), "{out}");
-    assert_eq!(json_u64(&out, "wrong"), 4, "{out}");
+    let reported = json_u64(&out, "wrong") + json_u64(&out, "reset") + json_u64(&out, "closed");
+    assert_eq!(reported, 4, "{out}");
     assert!(json_u64(&out, "unanswered") > 0, "{out}");
 }
 

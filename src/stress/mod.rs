@@ -335,7 +335,15 @@ impl Schedule {
         if self.stopped {
             return false;
         }
-        let over = self.end_ns.is_some_and(|end| now_ns >= end)
+        // In open loop the run ends only once every request due before the end has gone out: requests that
+        // waited in the backlog for a free connection still count, with their latency from when they were due.
+        let backlog_sent = |end: u64| match self.rate {
+            None => true,
+            Some(rate) => (self.issued as f64 * 1e9 / rate) as u64 >= end,
+        };
+        let over = self
+            .end_ns
+            .is_some_and(|end| now_ns >= end && backlog_sent(end))
             || self.limit.is_some_and(|n| self.issued >= n);
         self.stopped = over;
         over

@@ -18,6 +18,8 @@
 //! - [`timers`]: the reactor's deadlines (idle, minimum rate, write), a heap on its own thread. `docs/04-reactor.md`
 //! - [`stats`]: counters and the one-line summary logged at exit. `docs/09-running.md`
 //! - [`logging`]: `-v`, `-q` and `RUST_LOG` for every binary. `docs/09-running.md`
+//! - [`client`]: the tutorials' client: one request, one whole reply, deadlines everywhere. `docs/client-and-stress.md`
+//! - [`stress`]: the load generator that checks every reply and measures latency. `docs/client-and-stress.md`
 //!
 //! Serving from a program takes three lines (any mode; `socklab::reactor::Server` is the reactor alone):
 //!
@@ -31,6 +33,7 @@
 
 pub mod blocking;
 pub mod busy_poll;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod datagrams;
@@ -42,5 +45,6 @@ pub mod net;
 pub mod reactor;
 pub mod service;
 pub mod stats;
+pub mod stress;
 pub mod threaded;
 pub mod timers;

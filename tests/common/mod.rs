@@ -335,3 +335,141 @@ pub fn wanted_cpu_seconds(pid: i32) -> Option<f64> {
     let waiting = fields.next()??;
     Some((on_cpu + waiting) / 1e9)
 }
+
+/// How a test-made server spoils its replies, to prove the load generator notices.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Answers correctly: a plain thread-per-connection server, not socklab's.
+    None,
+    /// Echoes instead of uppercasing: an echo server, for `--expect echo`.
+    Echo,
+    /// Leaves out the reply byte at this offset of the stream.
+    DropByte(usize),
+    /// Replaces the reply byte at this offset with another letter.
+    SwapLetter(usize),
+    /// Closes the connection once this many reply bytes are written.
+    CloseAfter(usize),
+}
+
+/// A blocking TCP server on 127.0.0.1 port 0, one thread per connection, serving uppercase with `fault`.
+/// Its threads live until the test process ends; they only ever block on their own sockets.
+pub fn faulty_server(fault: Fault) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || serve_faulty(stream, fault));
+        }
+    });
+    addr
+}
+
+fn serve_faulty(mut stream: TcpStream, fault: Fault) {
+    let mut session = socklab::service::Service::Upper.session();
+    let mut buf = [0u8; 4096];
+    let mut reply = Vec::new();
+    let mut offset = 0usize;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        reply.clear();
+        match fault {
+            Fault::Echo => reply.extend_from_slice(&buf[..n]),
+            _ => {
+                session.feed(&buf[..n], &mut reply);
+            }
+        }
+        let range = offset..offset + reply.len();
+        match fault {
+            Fault::DropByte(at) if range.contains(&at) => {
+                reply.remove(at - offset);
+                offset += 1;
+            }
+            Fault::SwapLetter(at) if range.contains(&at) => {
+                let b = &mut reply[at - offset];
+                *b = if *b == b'X' { b'Y' } else { b'X' };
+            }
+            Fault::CloseAfter(at) if range.end >= at => {
+                let _ = stream.write_all(&reply[..at - offset]);
+                return;
+            }
+            _ => {}
+        }
+        offset += reply.len();
+        if stream.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs a built binary with `args` (and `stdin` piped in, if any), bounded by [`TIMEOUT`]: its exit
+/// status, stdout and stderr.
+pub fn run_binary(
+    path: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> (std::process::ExitStatus, String, String) {
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn binary");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        // A thread, so a child that reads slowly cannot block the test while it writes.
+        thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{path} {args:?} did not exit within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+/// The number after `"key":` in a flat JSON object, as `socklab-stress --json` prints it.
+pub fn json_u64(json: &str, key: &str) -> u64 {
+    let pattern = format!("\"{key}\":");
+    let start = json
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pattern.len();
+    let digits: String = json[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}

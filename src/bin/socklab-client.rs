@@ -1,0 +1,101 @@
+//! `socklab-client`: the tutorials' client. Parses flags, picks the mode (arguments, a terminal, a pipe) and
+//! calls [`socklab::client`], where the logic and its reasoning live.
+
+use std::io::{self, IsTerminal};
+use std::net::ToSocketAddrs;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log::error;
+
+use socklab::client::{self, Client, Options};
+use socklab::config::DEFAULT_PORT;
+use socklab::service::Service;
+
+/// Sends sentences to a socklab server (or any server of the same protocol) and prints the replies.
+///
+/// With MESSAGEs: sends each (over TCP as one line), prints each reply, exits. Otherwise reads stdin: on a
+/// terminal, the tutorials' `Input lowercase sentence:` loop; from a pipe, one reply line per input line and
+/// nothing else on stdout. Exits non-zero, with the reason on stderr, when a reply does not come.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Use UDP: each message is one datagram; the reply is shown with the address it came from.
+    #[arg(long)]
+    udp: bool,
+
+    /// The server's host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+
+    /// The server's port (TCP or UDP).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+
+    /// Seconds to wait for a connection or a whole reply (TCP), or for each try (UDP).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    timeout: f64,
+
+    /// UDP: sends a request again this many times when no reply came within the timeout.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+
+    /// The service the server runs; over TCP it tells the client how many bytes the reply must have.
+    #[arg(long, value_enum, default_value_t = Service::Upper)]
+    expect: Service,
+
+    /// More logging: -v debug, -vv trace.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Less logging: -q errors only.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+
+    /// Sentences to send; without any, lines are read from stdin.
+    message: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    socklab::logging::init(args.verbose, args.quiet);
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        error!("--timeout must be a positive number of seconds");
+        return ExitCode::from(2);
+    }
+    let addrs: Vec<_> = match (args.host.as_str(), args.port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            error!("cannot resolve {}: {e}", args.host);
+            return ExitCode::from(2);
+        }
+    };
+    let options = Options {
+        addrs,
+        udp: args.udp,
+        timeout: Duration::from_secs_f64(args.timeout),
+        retries: args.retries,
+        expect: args.expect,
+    };
+    let result = Client::open(&options).and_then(|mut c| {
+        let mut out = io::stdout().lock();
+        if !args.message.is_empty() {
+            client::send_messages(&mut c, &args.message, &mut out)
+        } else {
+            let prompt = io::stdin().is_terminal();
+            client::send_lines(&mut c, &mut io::stdin().lock(), &mut out, prompt)
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our stdout left (`| head -1`): nothing more to say to anyone.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && e.get_ref().is_none() => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

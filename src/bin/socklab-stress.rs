@@ -1,0 +1,157 @@
+//! `socklab-stress`: parses flags, runs [`socklab::stress::run`], prints the report. The load generator
+//! itself, and why it works the way it does, is in the library.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log::error;
+
+use socklab::service::Service;
+use socklab::stress::progress::Progress;
+use socklab::stress::{self, Options, Stop};
+
+/// Drives many connections at a socklab server (or any server of the same protocol) from one event loop,
+/// checks every reply byte for byte, and reports throughput and latency percentiles.
+///
+/// Closed loop by default (--pipeline requests in flight per connection); --rate makes it open loop, with
+/// latency measured from each request's intended send time. Exits 1 if any reply was wrong or any
+/// connection failed, 2 if the run could not start.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// The server, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:12000")]
+    addr: String,
+
+    /// UDP: one socket per connection, one datagram per request; lost datagrams are counted apart.
+    #[arg(long)]
+    udp: bool,
+
+    /// Connections (UDP: sockets) carrying requests.
+    #[arg(short, long, default_value_t = 50)]
+    connections: usize,
+
+    /// Requests in flight per connection (open loop: the most one connection may hold).
+    #[arg(long, default_value_t = 1, value_name = "D")]
+    pipeline: usize,
+
+    /// Bytes per request, newline included.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    size: usize,
+
+    /// Seconds of load (the default: 5).
+    #[arg(long, value_name = "SECS", conflicts_with = "requests")]
+    duration: Option<f64>,
+
+    /// Requests in all, then stop.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
+
+    /// Open loop: requests per second in all, each timed from when it was due.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+
+    /// Extra connections that connect and say nothing (half of them send half a line).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    idle: usize,
+
+    /// The service the server runs: every reply is checked against it.
+    #[arg(long, value_enum, default_value_t = Service::Upper)]
+    expect: Service,
+
+    /// Seconds to wait for a connect, for a UDP reply (then it is lost), and for the last replies.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    timeout: f64,
+
+    /// Source addresses 127.0.0.1..=127.0.0.K to spread connections over (default: one per 10,000).
+    #[arg(long, value_name = "K")]
+    sources: Option<usize>,
+
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    json: bool,
+
+    /// More logging: -v debug, -vv trace.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Less logging: -q warnings and errors only.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!("--{name} must be a positive number of seconds"))
+    }
+}
+
+fn options(args: &Args) -> Result<Options, String> {
+    let addr: SocketAddr = args
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve --addr {}: {e}", args.addr))?
+        .next()
+        .ok_or_else(|| format!("--addr {} resolves to no address", args.addr))?;
+    let stop = match (args.requests, args.duration) {
+        (Some(n), _) => Stop::Requests(n),
+        (None, Some(secs)) => Stop::Duration(seconds("duration", secs)?),
+        (None, None) => Stop::Duration(Duration::from_secs(5)),
+    };
+    Ok(Options {
+        addr,
+        udp: args.udp,
+        connections: args.connections,
+        pipeline: args.pipeline,
+        size: args.size,
+        stop,
+        rate: args.rate,
+        idle: args.idle,
+        expect: args.expect,
+        timeout: seconds("timeout", args.timeout)?,
+        sources: args.sources,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    socklab::logging::init(args.verbose, args.quiet);
+    let options = match options(&args).and_then(|o| o.validate().map(|()| o)) {
+        Ok(options) => options,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let progress = Progress::new();
+    let result = stress::run(&options, &mut |live| progress.update(live));
+    progress.finish();
+    match result {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.text());
+            }
+            if report.tally.connected == 0 && report.tally.refused > 0 {
+                error!(
+                    "every connection was refused: is socklab-server running on {}?",
+                    options.addr
+                );
+            }
+            if report.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
-use crate::service::{Service, Session};
+use crate::encoding::Encoding;
+use crate::service::{Options as ServiceOptions, Service, Session};
 
 /// The largest reply datagram the client can take: the largest UDP payload there is.
 const MAX_DATAGRAM: usize = 65_507;
@@ -44,6 +45,8 @@ pub struct Options {
     pub retries: u32,
     /// Which service the server runs: it decides how long a TCP reply must be.
     pub expect: Service,
+    /// How text is turned into bytes and back (`--encoding`): the server must run with the same.
+    pub encoding: Encoding,
 }
 
 /// How replies are shown.
@@ -68,19 +71,45 @@ impl Client {
             let server = *options.addrs.first().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
             })?;
-            UdpClient::new(server, options.timeout, options.retries, options.expect)
-                .map(Client::Udp)
+            UdpClient::new(server, options).map(Client::Udp)
         } else {
-            TcpClient::connect(&options.addrs, options.timeout, options.expect).map(Client::Tcp)
+            TcpClient::connect(&options.addrs, options).map(Client::Tcp)
         }
     }
 
-    /// Sends one message and returns its reply as shown to the user, ending in a newline.
+    /// What the server said on connect before any request (`hello`'s `Welcome!`), once, for display.
+    pub fn take_greeting(&mut self) -> Option<String> {
+        match self {
+            Client::Tcp(tcp) if !tcp.greeting.is_empty() => {
+                let greeting = std::mem::take(&mut tcp.greeting);
+                Some(tcp.encoding.decode(&greeting).into_owned())
+            }
+            _ => None,
+        }
+    }
+
+    fn encoding(&self) -> Encoding {
+        match self {
+            Client::Tcp(tcp) => tcp.encoding,
+            Client::Udp(udp) => udp.encoding,
+        }
+    }
+
+    /// Sends one message and returns its reply as shown to the user, ending in a newline. The message is
+    /// text typed or piped in UTF-8; it goes on the wire in the chosen encoding and its reply comes back from it.
     fn ask(&mut self, message: &[u8], style: Style) -> io::Result<Vec<u8>> {
+        let encoding = self.encoding();
+        let wire = to_wire(message, encoding)?;
+        let message = &wire[..];
+        let shown = |reply: Vec<u8>| match encoding {
+            Encoding::Utf8 => reply,
+            _ => encoding.decode(&reply).into_owned().into_bytes(),
+        };
         match self {
             Client::Tcp(tcp) => {
-                let mut reply = tcp.exchange(message)?;
-                if reply.last() != Some(&b'\n') {
+                let mut reply = shown(tcp.exchange(message)?);
+                // An empty reply (`hello`'s `exit`) prints nothing; any other ends its line.
+                if !reply.is_empty() && reply.last() != Some(&b'\n') {
                     reply.push(b'\n');
                 }
                 Ok(reply)
@@ -88,7 +117,8 @@ impl Client {
             Client::Udp(udp) => {
                 // A datagram is the message itself; a line's newline is how the user ended it, not part of it.
                 let message = trim_newline(message);
-                let (mut reply, from) = udp.exchange(message)?;
+                let (reply, from) = udp.exchange(message)?;
+                let mut reply = shown(reply);
                 if style == Style::Tutorial {
                     reply.extend_from_slice(format!(" (from {from})").as_bytes());
                 }
@@ -105,6 +135,9 @@ pub fn send_messages(
     messages: &[String],
     out: &mut dyn Write,
 ) -> io::Result<()> {
+    if let Some(greeting) = client.take_greeting() {
+        out.write_all(greeting.as_bytes())?;
+    }
     for message in messages {
         let mut line = Vec::with_capacity(message.len() + 1);
         line.extend_from_slice(message.as_bytes());
@@ -129,6 +162,9 @@ pub fn send_lines(
     } else {
         Style::Plain
     };
+    if let Some(greeting) = client.take_greeting() {
+        out.write_all(greeting.as_bytes())?;
+    }
     let mut line = Vec::new();
     loop {
         if prompt {
@@ -153,6 +189,25 @@ pub fn send_lines(
     }
 }
 
+/// Typed text in the wire's encoding. Input that is not UTF-8 is taken to be in the wire's encoding already
+/// (a pipe of GBK bytes, say) and sent as it is.
+fn to_wire(message: &[u8], encoding: Encoding) -> io::Result<std::borrow::Cow<'_, [u8]>> {
+    match (encoding, std::str::from_utf8(message)) {
+        (Encoding::Utf8, _) | (_, Err(_)) => Ok(std::borrow::Cow::Borrowed(message)),
+        (_, Ok(text)) => encoding.encode(text).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} has no code for {:?}: cannot send this text with --encoding {}",
+                    encoding.name(),
+                    e.0,
+                    encoding.name()
+                ),
+            )
+        }),
+    }
+}
+
 fn trim_newline(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
@@ -164,18 +219,19 @@ pub struct TcpClient {
     addr: SocketAddr,
     timeout: Duration,
     expect: Service,
+    encoding: Encoding,
     /// The same service state the server keeps for this connection, so the expected reply to each piece is
     /// exactly what the server sends for it (a character split across two requests included).
     session: Session,
+    /// What the server sent on connect (the `hello` service's welcome), not shown yet.
+    greeting: Vec<u8>,
 }
 
 impl TcpClient {
-    /// Connects to the first of `addrs` that accepts, each within `timeout`.
-    pub fn connect(
-        addrs: &[SocketAddr],
-        timeout: Duration,
-        expect: Service,
-    ) -> io::Result<TcpClient> {
+    /// Connects to the first of `addrs` that accepts, each within `options.timeout`, and reads the greeting
+    /// the expected service sends on connect, if it has one.
+    pub fn connect(addrs: &[SocketAddr], options: &Options) -> io::Result<TcpClient> {
+        let (timeout, expect, encoding) = (options.timeout, options.expect, options.encoding);
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
         for &addr in addrs {
             match TcpStream::connect_timeout(&addr, timeout) {
@@ -183,13 +239,23 @@ impl TcpClient {
                     // A request is one small write: send it now, not after Nagle's delay.
                     stream.set_nodelay(true)?;
                     debug!("connected to tcp://{addr}");
-                    return Ok(TcpClient {
+                    let mut session = expect.session_with(&ServiceOptions {
+                        encoding,
+                        ..ServiceOptions::default()
+                    });
+                    let mut greeting = Vec::new();
+                    session.greeting(&mut greeting);
+                    let mut client = TcpClient {
                         stream,
                         addr,
                         timeout,
                         expect,
-                        session: expect.session(),
-                    });
+                        encoding,
+                        session,
+                        greeting: Vec::new(),
+                    };
+                    client.greeting = client.read_reply(greeting.len())?;
+                    return Ok(client);
                 }
                 Err(e) => last = explain_connect(e, addr, timeout),
             }
@@ -206,8 +272,20 @@ impl TcpClient {
             .write_all(request)
             .map_err(|e| self.explain(e, "sending the request"))?;
 
+        let reply = self.read_reply(expected.len())?;
+        if reply != expected {
+            warn!(
+                "the reply is not what the {} service sends for this request (is the server running --service {}?)",
+                self.expect, self.expect
+            );
+        }
+        Ok(reply)
+    }
+
+    /// Reads exactly `len` bytes within the timeout, or says why they did not come.
+    fn read_reply(&mut self, len: usize) -> io::Result<Vec<u8>> {
         let deadline = Instant::now() + self.timeout;
-        let mut reply = vec![0; expected.len()];
+        let mut reply = vec![0; len];
         let mut got = 0;
         while got < reply.len() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -239,12 +317,6 @@ impl TcpClient {
                 }
                 Err(e) => return Err(self.explain(e, "waiting for the reply")),
             }
-        }
-        if reply != expected {
-            warn!(
-                "the reply is not what the {} service sends for this request (is the server running --service {}?)",
-                self.expect, self.expect
-            );
         }
         Ok(reply)
     }
@@ -295,6 +367,7 @@ pub struct UdpClient {
     timeout: Duration,
     retries: u32,
     expect: Service,
+    encoding: Encoding,
     /// What the previous request's reply looked like: a late copy of it (its request was sent twice) must not
     /// be taken for the reply to the next request.
     previous: Vec<u8>,
@@ -302,12 +375,7 @@ pub struct UdpClient {
 }
 
 impl UdpClient {
-    pub fn new(
-        server: SocketAddr,
-        timeout: Duration,
-        retries: u32,
-        expect: Service,
-    ) -> io::Result<UdpClient> {
+    pub fn new(server: SocketAddr, options: &Options) -> io::Result<UdpClient> {
         let local: SocketAddr = if server.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {
@@ -318,9 +386,10 @@ impl UdpClient {
         Ok(UdpClient {
             socket,
             server,
-            timeout,
-            retries,
-            expect,
+            timeout: options.timeout,
+            retries: options.retries,
+            expect: options.expect,
+            encoding: options.encoding,
             previous: Vec::new(),
             buf: vec![0; MAX_DATAGRAM],
         })
@@ -329,7 +398,11 @@ impl UdpClient {
     /// Sends `message` as one datagram and returns the reply and the address it came from.
     pub fn exchange(&mut self, message: &[u8]) -> io::Result<(Vec<u8>, SocketAddr)> {
         let mut expected = Vec::with_capacity(message.len());
-        self.expect.datagram(message, &mut expected);
+        let options = ServiceOptions {
+            encoding: self.encoding,
+            ..ServiceOptions::default()
+        };
+        self.expect.datagram_with(&options, message, &mut expected);
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 debug!(

@@ -167,3 +167,49 @@ fn a_server_that_closes_mid_reply_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn gbk_text_goes_out_in_gbk_and_comes_back_readable() {
+    // 說 is D5 66 in GBK: its second byte is the letter `f`. A server that uppercased bytes would return 誇.
+    let server = spawn_binary(&["--encoding", "gbk"]);
+    let (status, out, err) = client(
+        server.addr.port(),
+        &["--encoding", "gbk", "說 hello 中文"],
+        None,
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "說 HELLO 中文\n");
+    let (status, out, err) = client(
+        server.addr.port(),
+        &["--udp", "--encoding", "gbk"],
+        Some("說 udp\n".as_bytes()),
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "說 UDP\n");
+}
+
+#[test]
+fn text_gbk_cannot_encode_is_refused_with_a_reason() {
+    let server = spawn_binary(&["--encoding", "gbk"]);
+    let (status, _, err) = client(server.addr.port(), &["--encoding", "gbk", "emoji 🙂"], None);
+    assert!(!status.success());
+    assert!(
+        err.contains("cannot send this text with --encoding gbk"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_tutorials_hello_client_welcome_three_names_exit() {
+    let server = spawn_binary(&["--service", "hello"]);
+    let (status, out, err) = client(
+        server.addr.port(),
+        &["--expect", "hello", "Michael", "Tracy", "Sarah", "exit"],
+        None,
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        out,
+        "Welcome!\nHello, Michael!\nHello, Tracy!\nHello, Sarah!\n"
+    );
+}

@@ -11,6 +11,7 @@ use log::error;
 
 use socklab::client::{self, Client, Options};
 use socklab::config::DEFAULT_PORT;
+use socklab::encoding::Encoding;
 use socklab::service::Service;
 
 /// Sends sentences to a socklab server (or any server of the same protocol) and prints the replies.
@@ -41,9 +42,15 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     retries: u32,
 
-    /// The service the server runs; over TCP it tells the client how many bytes the reply must have.
+    /// The service the server runs; over TCP it tells the client how many bytes the reply must have
+    /// (`hello`: the welcome is read and shown first).
     #[arg(long, value_enum, default_value_t = Service::Upper)]
     expect: Service,
+
+    /// The text encoding the server runs with (its --encoding): what you type is sent in it, and the
+    /// replies are shown from it. Use `gbk` for a server started with --encoding gbk.
+    #[arg(long, value_enum, default_value_t = Encoding::Utf8, value_name = "ENCODING")]
+    encoding: Encoding,
 
     /// More logging: -v debug, -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
         timeout: Duration::from_secs_f64(args.timeout),
         retries: args.retries,
         expect: args.expect,
+        encoding: args.encoding,
     };
     let result = Client::open(&options).and_then(|mut c| {
         let mut out = io::stdout().lock();

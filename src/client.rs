@@ -1,6 +1,6 @@
 //! The tutorials' client, done right: the logic behind `socklab-client`. One request, one whole reply, over
 //! TCP or UDP, with a deadline on every wait so that nothing the server does (or fails to do) can hang it, and
-//! errors that say what probably went wrong. Usage and examples: `docs/client-and-stress.md`.
+//! errors that say what probably went wrong. Usage and examples: `docs/client-and-stress.md` (chapter 8, `docs/08-measuring.md`, puts it in context).
 //!
 //! # When is a TCP reply complete?
 //! TCP is a byte stream: one `recv` returns whatever has arrived, which may be half a reply or two of them. The

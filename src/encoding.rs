@@ -24,6 +24,8 @@
 //! letters that have capitals in GBK, but uppercasing them means decoding and re-encoding each character, and
 //! the bytes of a two-byte character could then change under a client that only meant to shout its ASCII.
 //! The tutorials' clients send ASCII commands inside Chinese text; that is what is served.
+//!
+//! Walk-through: `docs/07-udp-and-tcp.md`.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -18,8 +18,8 @@
 //! - [`timers`]: the reactor's deadlines (idle, minimum rate, write), a heap on its own thread. `docs/04-reactor.md`
 //! - [`stats`]: counters and the one-line summary logged at exit. `docs/09-running.md`
 //! - [`logging`]: `-v`, `-q` and `RUST_LOG` for every binary. `docs/09-running.md`
-//! - [`client`]: the tutorials' client: one request, one whole reply, deadlines everywhere. `docs/client-and-stress.md`
-//! - [`stress`]: the load generator that checks every reply and measures latency. `docs/client-and-stress.md`
+//! - [`client`]: the tutorials' client: one request, one whole reply, deadlines everywhere. `docs/08-measuring.md`
+//! - [`stress`]: the load generator that checks every reply and measures latency. `docs/08-measuring.md`
 //!
 //! Serving from a program takes three lines (any mode; `socklab::reactor::Server` is the reactor alone):
 //!

@@ -1,5 +1,7 @@
 //! Logging for every binary: `log` records to stderr through `env_logger`, so stdout stays for output that
 //! scripts read. The level comes from `-v`/`-q`, and `RUST_LOG`, when set, refines it (for one module, say).
+//!
+//! Walk-through: `docs/09-running.md`.
 
 use log::LevelFilter;
 

@@ -1,6 +1,8 @@
 //! Counters a server keeps while it runs and logs as a one-line summary when it stops. Plain integers: the
 //! reactor and busy-poll are one thread, so there is nothing to synchronise; the blocking modes count per
 //! thread and add each thread's counts up with [`Stats::add`] when it ends.
+//!
+//! Walk-through: `docs/09-running.md`.
 
 use std::fmt;
 

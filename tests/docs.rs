@@ -163,6 +163,36 @@ fn every_chapter_linked_from_the_index_exists() {
     );
 }
 
+/// Every source file's opening `//!` block points back at the chapter that explains it.
+#[test]
+fn every_module_points_back_at_its_chapter() {
+    let mut missing = Vec::new();
+    for dir in ["src", "src/bin", "src/stress"] {
+        for e in fs::read_dir(root().join(dir)).unwrap().flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let source = fs::read_to_string(&path).unwrap();
+            let header: String = source
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let points = header
+                .split('`')
+                .any(|span| span.starts_with("docs/") && root().join(span).exists());
+            if !points {
+                missing.push(path.strip_prefix(root()).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "these modules' //! header names no existing docs/ chapter: {missing:?}"
+    );
+}
+
 #[test]
 fn every_module_opens_with_its_role_and_the_crate_map_lists_it() {
     let lib = fs::read_to_string(root().join("src/lib.rs")).unwrap();

@@ -1,5 +1,7 @@
 //! `socklab-client`: the tutorials' client. Parses flags, picks the mode (arguments, a terminal, a pipe) and
 //! calls [`socklab::client`], where the logic and its reasoning live.
+//!
+//! Walk-through: `docs/client-and-stress.md`.
 
 use std::io::{self, IsTerminal};
 use std::net::ToSocketAddrs;

@@ -1,5 +1,7 @@
 //! `socklab-server`: parses flags, binds the chosen mode, prints where it listens, runs. Everything else is in
 //! the library (`socklab::mode`).
+//!
+//! Walk-through: `docs/09-running.md`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;

@@ -1,5 +1,7 @@
 //! `socklab-stress`: parses flags, runs [`socklab::stress::run`], prints the report. The load generator
 //! itself, and why it works the way it does, is in the library.
+//!
+//! Walk-through: `docs/client-and-stress.md`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;

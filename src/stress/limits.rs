@@ -1,6 +1,8 @@
 //! What one process needs from the system to hold many connections, checked before any load starts: open
 //! files (raised from the soft to the hard limit, as any process may) and local ports (spread over several
 //! 127.0.0.x source addresses when one address's ephemeral range cannot hold them all).
+//!
+//! Walk-through: `docs/08-measuring.md`.
 
 use std::io;
 

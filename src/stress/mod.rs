@@ -1,7 +1,7 @@
 //! socklab-stress: the load generator that checks every reply. It drives many TCP connections (or UDP
 //! sockets) from one mio event loop on one thread, sends lines of lowercase text, checks every reply byte for
 //! byte against what the service must make of the request, and measures latency into an HdrHistogram.
-//! Usage, flags and measured figures: `docs/client-and-stress.md`.
+//! Usage, flags and measured figures: `docs/client-and-stress.md` (chapter 8, `docs/08-measuring.md`, puts it in context).
 //!
 //! One file per idea: [`payload`] (what is sent and expected), [`tcp`] and [`udp`] (each protocol's loop),
 //! [`limits`] (open files and source addresses), [`report`] (the counts and their text and JSON),

@@ -5,6 +5,8 @@
 //!
 //! The lines differ from each other (each starts with its own two-letter tag), so a reply delivered to the
 //! wrong request, repeated, or reordered does not pass as right.
+//!
+//! Walk-through: `docs/08-measuring.md`.
 
 use crate::service::Service;
 

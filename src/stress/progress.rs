@@ -1,5 +1,7 @@
 //! The live view while a run goes on: an `indicatif` bar with the rate, drawn on stderr only when stderr is
 //! a terminal, so a piped or scripted run prints nothing but its report.
+//!
+//! Walk-through: `docs/08-measuring.md`.
 
 use std::io::IsTerminal;
 

@@ -1,6 +1,8 @@
 //! What a run found, as text for people and as one JSON object for scripts (written by hand: the numbers and
 //! a few fixed strings need no serialisation library). The run failed if any reply was wrong or any
 //! connection failed; UDP loss is reported but is what UDP allows, so it alone does not fail a run.
+//!
+//! Walk-through: `docs/08-measuring.md`.
 
 use std::fmt::Write as _;
 use std::time::Duration;

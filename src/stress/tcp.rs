@@ -6,6 +6,8 @@
 //! Connections open a window at a time ([`CONNECT_WINDOW`]) so that ten thousand SYNs do not overflow the
 //! server's listen backlog and turn into one-second retransmits. The load starts when every connection has
 //! connected or failed.
+//!
+//! Walk-through: `docs/08-measuring.md`.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

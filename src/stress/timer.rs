@@ -3,6 +3,8 @@
 //! from the intended time that slack would be reported as the server's. A timerfd in the same poll wakes
 //! the loop to the microsecond instead, with no thread and no spinning. Linux only: elsewhere it does
 //! nothing and the poll timeout alone sets the pace.
+//!
+//! Walk-through: `docs/08-measuring.md`.
 
 use std::io;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! checked at once; it is matched to the oldest request in flight on its socket whose expected reply it is,
 //! since UDP may reorder. A request with no reply within `--timeout` is *lost*, counted apart from wrong
 //! replies; a reply that comes after that is *late*; only a reply that no request could have had is wrong.
+//!
+//! Walk-through: `docs/08-measuring.md`.
 
 use std::collections::VecDeque;
 use std::io;

@@ -55,6 +55,9 @@ pub const READ_SIZE: usize = 16 * 1024;
 /// Largest UDP datagram (65,507 bytes over IPv4, 65,527 over IPv6) fits.
 const DATAGRAM_SIZE: usize = 64 * 1024;
 
+/// How long a connection the service closed waits for the client's FIN before giving up (see `linger`).
+const LINGER: Duration = Duration::from_secs(2);
+
 /// After the deadline has cut the connections, how long the supervisor lets their threads count themselves
 /// closed before it returns anyway.
 const GRACE: Duration = Duration::from_millis(500);
@@ -171,25 +174,29 @@ pub(crate) fn handle(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, k
 /// answer, until the client closes. `write_all` blocks while the client is not reading, and the thread reads
 /// nothing meanwhile: that is the backpressure, and the memory held is one read and its reply.
 ///
-/// Returns why the connection ended, for the log. This is the one place a greeting on connect would go
-/// (before the first read), and where [`Step::Close`] is handled (stop reading, flush, close).
+/// Returns why the connection ended, for the log. The greeting on connect (the `hello` service's
+/// `Welcome!`) is written before the first read, and [`Step::Close`] is handled in one place (stop reading,
+/// flush, close).
 pub fn serve_connection(
     stream: &mut TcpStream,
     shared: &Shared,
     stats: &mut Stats,
 ) -> io::Result<&'static str> {
     let config = &shared.config;
-    let mut session = config.service.session();
-    // One read's reply must fit under the high-water mark.
-    let read_size = READ_SIZE.min(config.service.max_input(config.high_water));
-    let mut input = vec![0; read_size];
-    let mut output = Vec::with_capacity(read_size);
+    let mut session = config.session();
+    let mut input = vec![0; READ_SIZE];
+    let mut output = Vec::with_capacity(READ_SIZE);
     // Replies are small and answer a request: send them now, not after Nagle's delay.
     stream.set_nodelay(true)?;
     // Not a timeout on the client: a tick, so this thread can notice a shutdown (see the module docs).
     stream.set_read_timeout(Some(TICK))?;
+    session.greeting(&mut output);
+    send(stream, &output, stats)?;
     loop {
-        let n = match stream.read(&mut input) {
+        // One read's reply must fit under the high-water mark (for `hello`, with the line it holds). Never
+        // an empty read: it would return 0, which means end of stream.
+        let fits = session.max_input(config.high_water).clamp(1, input.len());
+        let n = match stream.read(&mut input[..fits]) {
             Ok(0) => {
                 // The client half-closed: answer what is held, then close.
                 output.clear();
@@ -212,8 +219,26 @@ pub fn serve_connection(
         let step = session.feed(&input[..n], &mut output);
         send(stream, &output, stats)?;
         if step == Step::Close {
+            // Closing with the client's bytes unread would send a reset that can destroy the replies just
+            // written: send FIN, then read and drop what still comes until the client's FIN (or 2 s).
             stream.shutdown(Shutdown::Write)?;
+            linger(stream, shared);
             return Ok("closed by the service");
+        }
+    }
+}
+
+/// After the server's FIN: discard what the client still sends until its own FIN, a shutdown, or `LINGER`.
+fn linger(stream: &mut TcpStream, shared: &Shared) {
+    let until = std::time::Instant::now() + LINGER;
+    let mut sink = [0; 4096];
+    while std::time::Instant::now() < until && !shared.stopping() {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(ref e)
+                if would_block(e) || e.kind() == io::ErrorKind::TimedOut || interrupted(e) => {}
+            Err(_) => return,
         }
     }
 }
@@ -249,7 +274,10 @@ pub fn serve_udp(shared: &Shared, udp: &UdpSocket) {
         };
         stats.datagrams_in += 1;
         output.clear();
-        shared.config.service.datagram(&input[..len], &mut output);
+        let config = &shared.config;
+        config
+            .service
+            .datagram_with(&config.options(), &input[..len], &mut output);
         match udp.send_to(&output, peer) {
             Ok(_) => stats.datagrams_out += 1,
             Err(e) => {

@@ -202,7 +202,7 @@ impl Server {
                     self.stats.accepted += 1;
                     debug!("{peer}: connected as #{}", self.stats.accepted);
                     self.conns
-                        .push(Conn::new(stream, peer, self.config.service.session()));
+                        .push(Conn::new(stream, peer, self.config.session()));
                 }
                 Err(ref e) if would_block(e) => break,
                 Err(ref e) if interrupted(e) => {}
@@ -239,9 +239,11 @@ impl Server {
             progress = true;
             self.stats.datagrams_in += 1;
             self.output.clear();
-            self.config
-                .service
-                .datagram(&self.input[..len], &mut self.output);
+            self.config.service.datagram_with(
+                &self.config.options(),
+                &self.input[..len],
+                &mut self.output,
+            );
             match udp.send_to(&self.output, peer) {
                 Ok(_) => self.stats.datagrams_out += 1,
                 // No room now: UDP promises nothing, so drop it and count it.
@@ -292,14 +294,16 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, peer: SocketAddr, session: Session) -> Conn {
-        // A greeting on connect would go here: into `pending`, written on the first pass.
+    fn new(stream: TcpStream, peer: SocketAddr, mut session: Session) -> Conn {
+        // The greeting on connect (`hello`'s `Welcome!`) goes into `pending`, written on the first pass.
+        let mut pending = Vec::new();
+        session.greeting(&mut pending);
         Conn {
             stream,
             peer,
             session,
             flushing: false,
-            pending: Vec::new(),
+            pending,
             done: None,
         }
     }
@@ -342,8 +346,8 @@ impl Conn {
         }
         // Read no more than the high-water mark can answer: backpressure instead of unbounded memory.
         let room = config.high_water.saturating_sub(self.pending.len());
-        let fits = config
-            .service
+        let fits = self
+            .session
             .max_input(room)
             .min(input.len())
             .min(config.read_budget);

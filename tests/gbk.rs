@@ -2,6 +2,7 @@
 //! intact with its Latin letters uppercased, however TCP splits it, and in a UDP datagram; and the property
 //! that any split of a stream gives the reply of the whole stream.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -29,26 +30,33 @@ fn the_characters_really_have_letter_trail_bytes() {
     }
 }
 
-#[test]
-fn gbk_over_tcp_split_at_every_position_comes_back_intact() {
-    let server = start(Config {
-        encoding: Encoding::Gbk,
-        ..config()
-    });
-    let input = gbk(TEXT);
-    let expected = gbk(UPPER);
-    let mut client = connect(server.addr);
-    client.set_nodelay(true).unwrap();
-    for cut in 0..=input.len() {
-        client.write_all(&input[..cut]).unwrap();
-        // A pause so the two halves are (almost always) separate reads; correctness does not depend on it.
-        std::thread::sleep(Duration::from_millis(5));
-        client.write_all(&input[cut..]).unwrap();
-        let reply = read_n(&mut client, expected.len());
-        assert_eq!(reply, expected, "cut at {cut}");
-        assert_eq!(Encoding::Gbk.decode(&reply), UPPER);
+each_mode! {
+    fn gbk_over_tcp_split_at_every_position_comes_back_intact(mode) {
+        let server = start_mode(mode, Config {
+            encoding: Encoding::Gbk,
+            ..config()
+        });
+        let input = gbk(TEXT);
+        let expected = gbk(UPPER);
+        let mut client = connect(server.addr);
+        client.set_nodelay(true).unwrap();
+        for cut in 0..=input.len() {
+            client.write_all(&input[..cut]).unwrap();
+            // A pause so the two halves are (almost always) separate reads; correctness does not depend on it.
+            std::thread::sleep(Duration::from_millis(5));
+            client.write_all(&input[cut..]).unwrap();
+            let reply = read_n(&mut client, expected.len());
+            assert_eq!(reply, expected, "{mode}: cut at {cut}");
+            assert_eq!(Encoding::Gbk.decode(&reply), UPPER);
+        }
+        let udp = udp_client(server.addr);
+        udp.send_to(&gbk("說 hi"), server.addr).unwrap();
+        let mut buf = [0; 2048];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], gbk("說 HI"), "{mode}: udp");
+        drop(client);
+        server.stop();
     }
-    server.stop();
 }
 
 #[test]

@@ -87,6 +87,10 @@ impl Server {
         self.shared.local_addr
     }
 
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     /// A handle that shuts this server down from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(Arc::clone(&self.shared))
@@ -100,8 +104,21 @@ impl Server {
 
     /// Serves until shut down: this thread supervises, one thread accepts and serves, one answers UDP.
     pub fn run(self) -> io::Result<Summary> {
+        self.run_with(
+            "blocking: one tcp client at a time, plus a udp thread",
+            accept_and_serve,
+        )
+    }
+
+    /// Serves with `accept_loop` on the TCP thread: the one thing `--mode threads` does differently
+    /// (`src/threaded.rs`). Everything else, UDP, signals and the shutdown deadline, is this module's.
+    pub(crate) fn run_with(
+        self,
+        model: &str,
+        accept_loop: fn(&Arc<Shared>, &TcpListener),
+    ) -> io::Result<Summary> {
         info!(
-            "serving {} over tcp and udp on {} (blocking: one tcp client at a time, plus a udp thread)",
+            "serving {} over tcp and udp on {} ({model})",
             self.shared.config.service, self.shared.local_addr
         );
         let Server {
@@ -112,15 +129,13 @@ impl Server {
         } = self;
         shared.spawn_worker("udp".into(), move |shared| serve_udp(shared, &udp))?;
         let accepting = Arc::clone(&listener);
-        shared.spawn_worker("tcp".into(), move |shared| {
-            accept_and_serve(shared, &accepting)
-        })?;
+        shared.spawn_worker("tcp".into(), move |shared| accept_loop(shared, &accepting))?;
         Ok(shared.supervise(signals, || stop_listening(&listener)))
     }
 }
 
 /// The iterative server's loop: accept one client, serve it to the end, accept the next.
-fn accept_and_serve(shared: &Shared, listener: &TcpListener) {
+fn accept_and_serve(shared: &Arc<Shared>, listener: &TcpListener) {
     while let Some((stream, peer)) = accept(shared, listener) {
         if let Some(key) = shared.open(&stream, peer) {
             handle(shared, stream, peer, key);
@@ -294,10 +309,6 @@ pub fn serve_udp(shared: &Shared, udp: &UdpSocket) {
 pub struct ShutdownHandle(Arc<Shared>);
 
 impl ShutdownHandle {
-    pub(crate) fn new(shared: &Arc<Shared>) -> ShutdownHandle {
-        ShutdownHandle(Arc::clone(shared))
-    }
-
     pub fn shutdown(&self) {
         self.0.request(Request::Shutdown);
     }
@@ -354,10 +365,6 @@ impl Shared {
     /// A thread that panicked while holding the lock left counters, nothing that could be inconsistent: go on.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
     }
 
     pub(crate) fn stopping(&self) -> bool {

@@ -7,77 +7,49 @@
 //! Everything but the accept loop is shared with `blocking.rs`, including how the threads are stopped.
 
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use log::{debug, info, warn};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use log::{debug, warn};
 
-use crate::blocking::{accept, handle, serve_udp, stop_listening, Shared, ShutdownHandle};
+use crate::blocking::{self, accept, handle, Shared, ShutdownHandle};
 use crate::config::Config;
 use crate::reactor::Summary;
 
 /// What a client over `--max-connections` reads before the server closes its connection.
 pub const REFUSAL: &[u8] = b"ERR too many connections\n";
 
-/// The thread-per-connection server. [`Server::bind`], then [`Server::run`] until shut down.
-pub struct Server {
-    shared: Arc<Shared>,
-    listener: Arc<TcpListener>,
-    udp: UdpSocket,
-    signals: Option<Signals>,
-}
+/// The thread-per-connection server. [`Server::bind`], then [`Server::run`] until shut down. It is the
+/// blocking server with another accept loop.
+pub struct Server(blocking::Server);
 
 impl Server {
     /// Binds the TCP listener and the UDP socket (one port for both). They stay blocking.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let (shared, sockets) = Shared::bind(config)?;
-        Ok(Server {
-            shared,
-            listener: Arc::new(sockets.tcp),
-            udp: sockets.udp,
-            signals: None,
-        })
+        blocking::Server::bind(config).map(Server)
     }
 
     /// The address both sockets are bound to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr()
+        self.0.local_addr()
     }
 
     /// A handle that shuts this server down from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle::new(&self.shared)
+        self.0.shutdown_handle()
     }
 
     /// Handles SIGINT and SIGTERM as the reactor does, through a signal thread (see `blocking.rs`).
     pub fn catch_signals(&mut self) -> io::Result<()> {
-        self.signals = Some(Signals::new([SIGINT, SIGTERM])?);
-        Ok(())
+        self.0.catch_signals()
     }
 
     /// Serves until shut down: this thread supervises, one accepts, one answers UDP, one per connection.
     pub fn run(self) -> io::Result<Summary> {
-        let cap = crate::config::max_connections(&self.shared.config);
-        info!(
-            "serving {} over tcp and udp on {} (threads: one thread per tcp client, at most {cap}, plus a udp thread)",
-            self.shared.config.service,
-            self.local_addr()
-        );
-        let Server {
-            shared,
-            listener,
-            udp,
-            signals,
-        } = self;
-        shared.spawn_worker("udp".into(), move |shared| serve_udp(shared, &udp))?;
-        let accepting = Arc::clone(&listener);
-        shared.spawn_worker("tcp".into(), move |shared| {
-            accept_and_spawn(shared, &accepting)
-        })?;
-        Ok(shared.supervise(signals, || stop_listening(&listener)))
+        let cap = crate::config::max_connections(self.0.config());
+        let model = format!("threads: one thread per tcp client, at most {cap}, plus a udp thread");
+        self.0.run_with(&model, accept_and_spawn)
     }
 }
 

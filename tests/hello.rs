@@ -192,25 +192,6 @@ fn hello_stream() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(piece, 0..30).prop_map(|pieces| pieces.concat())
 }
 
-/// Feeds `input` in pieces cut at `cuts`, after the greeting; ends the stream.
-fn fed_in_pieces(service: Service, options: &Options, input: &[u8], cuts: &[usize]) -> Vec<u8> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    cuts.sort_unstable();
-    let mut session = service.session_with(options);
-    let mut out = Vec::new();
-    session.greeting(&mut out);
-    let mut from = 0;
-    for cut in cuts.into_iter().chain([input.len()]) {
-        let room = session.max_output(cut - from);
-        let before = out.len();
-        session.feed(&input[from..cut], &mut out);
-        assert!(out.len() - before <= room, "the session's bound held");
-        from = cut;
-    }
-    session.finish(&mut out);
-    out
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
@@ -218,7 +199,7 @@ proptest! {
     fn any_split_gives_the_reply_of_the_whole_stream(input in hello_stream(), cuts in prop::collection::vec(any::<usize>(), 0..12)) {
         let options = Options { max_line: 20, ..Options::default() };
         prop_assert_eq!(
-            fed_in_pieces(Service::Hello, &options, &input, &cuts),
+            feed_in_pieces(Service::Hello.session_with(&options), &input, &cuts),
             Service::Hello.reply_to_stream_with(&options, &input)
         );
     }

@@ -1,6 +1,9 @@
 //! Properties of the service, over generated input: any split of a stream into reads gives the reply of
 //! the whole stream; replies stay within the bounds the reactor relies on; no input panics.
 
+mod common;
+
+use common::feed_in_pieces;
 use proptest::prelude::*;
 use socklab::service::Service;
 
@@ -15,28 +18,13 @@ fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
 }
 
-/// Feeds `input` to a session in pieces cut at `cuts` (positions, any order, repeats allowed).
-fn fed_in_pieces(service: Service, input: &[u8], cuts: &[usize]) -> Vec<u8> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    cuts.sort_unstable();
-    let mut session = service.session();
-    let mut out = Vec::new();
-    let mut from = 0;
-    for cut in cuts.into_iter().chain([input.len()]) {
-        session.feed(&input[from..cut], &mut out);
-        from = cut;
-    }
-    session.finish(&mut out);
-    out
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn any_split_gives_the_reply_of_the_whole_stream(input in stream_bytes(), cuts in prop::collection::vec(any::<usize>(), 0..12)) {
         for service in [Service::Upper, Service::Echo] {
-            prop_assert_eq!(fed_in_pieces(service, &input, &cuts), service.reply_to_stream(&input));
+            prop_assert_eq!(feed_in_pieces(service.session(), &input, &cuts), service.reply_to_stream(&input));
         }
     }
 

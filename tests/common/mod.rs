@@ -473,3 +473,30 @@ pub fn json_u64(json: &str, key: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
 }
+
+/// Feeds `input` to `session` in pieces cut at `cuts` (positions taken modulo the length, any order, repeats
+/// allowed), after its greeting, and returns everything it wrote. Checks on every piece that the output stays
+/// within the session's own bound, which the reactor relies on to keep under its high-water mark.
+pub fn feed_in_pieces(
+    mut session: socklab::service::Session,
+    input: &[u8],
+    cuts: &[usize],
+) -> Vec<u8> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut out = Vec::new();
+    session.greeting(&mut out);
+    let mut from = 0;
+    for cut in cuts.into_iter().chain([input.len()]) {
+        let bound = session.max_output(cut - from);
+        let before = out.len();
+        session.feed(&input[from..cut], &mut out);
+        assert!(
+            out.len() - before <= bound,
+            "a piece's reply passed the session's bound"
+        );
+        from = cut;
+    }
+    session.finish(&mut out);
+    out
+}

@@ -3,6 +3,7 @@
 //! a byte, swap a letter or close early must be caught, with a non-zero exit. Runs are short and bounded;
 //! speed is never asserted.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -34,6 +35,28 @@ fn assert_all_right(report: &Report) {
     assert_eq!(t.errors(), 0, "{}", report.text());
     assert!(!report.failed(), "{}", report.text());
     assert_eq!(t.checked + t.udp_lost, t.sent, "{}", report.text());
+}
+
+each_mode! {
+    /// The same short TCP and UDP runs against every server mode: zero wrong replies, nothing lost.
+    fn every_mode_gets_zero_wrong_replies(mode) {
+        // (`super::run`: the macro's own `run` is the per-mode test body.)
+        let server = start_mode(mode, config());
+        // The blocking server serves one TCP client at a time; more would time out, by design (chapter 2).
+        let connections = if mode.serves_clients_at_once() { 8 } else { 1 };
+        let tcp = super::run(&Options {
+            connections,
+            ..options(server.addr)
+        });
+        assert_all_right(&tcp);
+        assert_eq!(tcp.tally.checked, 2_000, "{mode}");
+        let udp = super::run(&Options {
+            udp: true,
+            ..options(server.addr)
+        });
+        assert_all_right(&udp);
+        server.stop();
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //!
 //! This file also holds what the two blocking modes share (`--mode threads` is in `threaded.rs`):
 //!
-//! - [`serve_connection`]: one TCP connection, start to end: read, [`Session::feed`], `write_all`. Compare
+//! - [`serve_connection`]: one TCP connection, start to end: read, [`Session::feed`](crate::service::Session::feed), `write_all`. Compare
 //!   its length with the reactor's `connection.rs`: the blocking calls keep the state for us.
 //! - [`serve_udp`]: the UDP thread's loop, one `recv_from` and one `send_to` per datagram.
 //! - [`Shared`]: what the threads share: the config, the counters, the open connections, and the supervisor
@@ -96,7 +96,7 @@ impl Server {
         ShutdownHandle(Arc::clone(&self.shared))
     }
 
-    /// Handles SIGINT and SIGTERM as the reactor does (see [`Shared::catch_signals`]).
+    /// Handles SIGINT and SIGTERM as the reactor does, through a signal thread (see the module docs).
     pub fn catch_signals(&mut self) -> io::Result<()> {
         self.signals = Some(Signals::new([SIGINT, SIGTERM])?);
         Ok(())

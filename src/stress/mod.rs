@@ -134,7 +134,7 @@ pub struct Live {
 const LIVE_EVERY: Duration = Duration::from_millis(200);
 
 /// Runs the load described by `options`: checks the system can hold it, connects, runs, drains, reports.
-/// `observer` sees the counts every [`LIVE_EVERY`].
+/// `observer` sees the counts every `LIVE_EVERY`.
 pub fn run(options: &Options, observer: &mut dyn FnMut(&Live)) -> io::Result<Report> {
     options
         .validate()

@@ -3,7 +3,7 @@
 //! flight in a queue and compares each arriving byte with the next expected byte of the head's reply: any
 //! split of the stream is checked the same, and nothing is buffered but a cursor.
 //!
-//! Connections open a window at a time ([`CONNECT_WINDOW`]) so that ten thousand SYNs do not overflow the
+//! Connections open a window at a time (`CONNECT_WINDOW`) so that ten thousand SYNs do not overflow the
 //! server's listen backlog and turn into one-second retransmits. The load starts when every connection has
 //! connected or failed.
 //!

@@ -48,3 +48,8 @@ pub mod stats;
 pub mod stress;
 pub mod threaded;
 pub mod timers;
+
+/// The walk-through's chapters that hold Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/06-connection.md")]
+pub struct ChapterSixExamples;

@@ -175,7 +175,12 @@ fn main() -> io::Result<()> {
     );
     for load in LOADS {
         let name = load.name();
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+        // A filter ending in `$` matches the end of the name: `pipeline 1$` is not `pipeline 16`.
+        let matches = |f: &&String| match f.strip_suffix('$') {
+            Some(end) => name.ends_with(end),
+            None => name.contains(f.as_str()),
+        };
+        if !filter.is_empty() && !filter.iter().any(matches) {
             continue;
         }
         let mut servers = PEERS
@@ -419,9 +424,7 @@ fn run_bounded(mut command: Command, limit: Duration) -> io::Result<String> {
 fn json_number(json: &str, key: &str) -> Option<f64> {
     let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
     let rest = &json[at..];
-    let end = rest
-        .find(|c: char| c == ',' || c == '}')
-        .unwrap_or(rest.len());
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
     rest[..end].trim().parse().ok()
 }
 

@@ -274,6 +274,12 @@ impl Connection {
         self.finish_turn(cx, Progress::Idle)
     }
 
+    /// Shutdown is about to judge this connection quiet: but a short read may have ended its reading, and
+    /// bytes that arrived since (their edge not yet dispatched) would be reset by the close. Read once more.
+    pub fn look_again(&mut self) {
+        self.may_read = true;
+    }
+
     /// Records what a readiness event says. An error or hang-up is found by the next read or write.
     pub fn note(&mut self, event: &Event) {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -346,7 +352,9 @@ impl Connection {
                     // read that would only say `WouldBlock` is skipped, one system call per request at one
                     // request in flight (tokio does the same). Not after a hang-up or error event: the FIN
                     // or error behind the bytes raises no new edge and only a read finds it.
-                    if SHORT_READ_DRAINS && n < asked && !self.closed_seen {
+                    // Nor while draining at shutdown, when "quiet" closes the connection: then only `WouldBlock`
+                    // may say no request is left.
+                    if SHORT_READ_DRAINS && n < asked && !self.closed_seen && !cx.draining {
                         self.may_read = false;
                     }
                     budget -= n;

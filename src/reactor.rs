@@ -543,11 +543,17 @@ impl Server {
         if let Some(mut udp) = self.udp.take() {
             let _ = self.poll.registry().deregister(&mut udp);
         }
-        let registry = self.poll.registry();
-        for (key, conn) in self.connections.iter_mut() {
-            if conn.phase() == Phase::Open && conn.is_quiet() {
-                close(conn, registry, &mut self.reap, &mut self.stats, key);
-            }
+        // A connection that looks quiet is driven once more, reading until `WouldBlock`: a request that arrived
+        // after its last short read is answered rather than reset. Those still quiet close in `drive`.
+        let quiet: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, conn)| conn.phase() == Phase::Open && conn.is_quiet())
+            .map(|(key, _)| key)
+            .collect();
+        for key in quiet {
+            self.connections[key].look_again();
+            self.drive(key);
         }
         let busy = self.connections.len() - self.reap.len();
         info!(

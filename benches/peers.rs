@@ -1,0 +1,541 @@
+//! socklab's reactor against its peers, end to end on loopback: `cargo bench --bench peers`
+//! (`cargo bench --bench peers -- --quick` for a shorter pass). Results and what they mean:
+//! `docs/performance.md`.
+//!
+//! The peers, each a child process serving `upper` over TCP and UDP on one loopback port:
+//! - `reactor`: `socklab-server --mode reactor`, the code under test;
+//! - `tokio`: the same service on tokio's `current_thread` runtime, written as a tokio user would
+//!   (`examples/tokio_peer.rs`, run here by re-executing this bench binary, so `cargo bench` builds it);
+//! - `threads`: `socklab-server --mode threads`, a blocking thread per connection.
+//!
+//! For each load, one server of each peer is started, then the same load generator (`socklab-stress --json`)
+//! runs against them in turn, A B C A B C …, `RUNS` times; the tables give medians. Server CPU time per
+//! request is the server's utime + stime (`/proc/PID/stat`, every thread) over the run, divided by the
+//! replies checked. Any wrong, unanswered or lost reply, or failed connection, is counted and shown.
+//!
+//! The machine has two cores and the load generator costs about as much CPU per request as the server, so
+//! both are pinned (`taskset`, when present): every server on CPU 0, the load generator on CPU 1. The
+//! harness itself only sleeps.
+//!
+//! Memory: 10,000 idle connections (`socklab-stress --idle`), the server's resident memory at their peak
+//! over its resident memory after a short warm-up, divided by 10,000.
+//!
+//! Writes `peers.md` (the tables) and `runs.jsonl` (every run) to `$SOCKLAB_PEERS_OUT` (default
+//! `target/peers`). `SOCKLAB_PEERS_RUNS` and `SOCKLAB_PEERS_SECONDS` override the run count and length;
+//! `SOCKLAB_PEERS_PIN=0` turns pinning off. Extra arguments select loads whose name contains them.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../examples/tokio_peer.rs"]
+#[allow(dead_code)]
+mod tokio_peer;
+
+/// The argument that makes this binary the tokio peer instead of the harness.
+const SERVE_TOKIO: &str = "--serve-tokio-peer";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    Reactor,
+    Tokio,
+    Threads,
+}
+
+const PEERS: [Peer; 3] = [Peer::Reactor, Peer::Tokio, Peer::Threads];
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Reactor => "reactor",
+            Peer::Tokio => "tokio current_thread",
+            Peer::Threads => "threads",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    udp: bool,
+    connections: usize,
+    pipeline: usize,
+    size: usize,
+}
+
+const fn tcp(connections: usize, pipeline: usize, size: usize) -> Load {
+    Load {
+        udp: false,
+        connections,
+        pipeline,
+        size,
+    }
+}
+
+const fn udp(connections: usize, pipeline: usize) -> Load {
+    Load {
+        udp: true,
+        connections,
+        pipeline,
+        size: 64,
+    }
+}
+
+const LOADS: [Load; 12] = [
+    tcp(1, 1, 64),
+    tcp(50, 1, 64),
+    tcp(1000, 1, 64),
+    tcp(1, 16, 64),
+    tcp(50, 16, 64),
+    tcp(1000, 16, 64),
+    tcp(50, 1, 1024),
+    tcp(50, 16, 1024),
+    udp(1, 1),
+    udp(1, 8),
+    udp(50, 1),
+    udp(50, 8),
+];
+
+impl Load {
+    fn name(&self) -> String {
+        if self.udp {
+            format!(
+                "UDP {} B, {} socket{}, {} in flight",
+                self.size,
+                self.connections,
+                if self.connections == 1 { "" } else { "s" },
+                self.pipeline
+            )
+        } else {
+            format!(
+                "TCP {} B lines, {} connection{}, pipeline {}",
+                self.size,
+                self.connections,
+                if self.connections == 1 { "" } else { "s" },
+                self.pipeline
+            )
+        }
+    }
+}
+
+/// One run of the load generator against one server.
+#[derive(Clone, Debug)]
+struct Run {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    /// Server CPU microseconds per checked reply.
+    cpu_us: f64,
+    checked: u64,
+    /// Wrong + unanswered + lost replies, and failed connections.
+    bad: u64,
+}
+
+#[derive(Clone)]
+struct Settings {
+    runs: usize,
+    seconds: f64,
+    idle_runs: usize,
+    out_dir: String,
+    pin: bool,
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == SERVE_TOKIO) {
+        return tokio_peer::run(0);
+    }
+    let quick = args.iter().any(|a| a == "--quick") || std::env::var_os("SOCKLAB_QUICK").is_some();
+    let env_num = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+    let settings = Settings {
+        runs: env_num("SOCKLAB_PEERS_RUNS").map_or(if quick { 3 } else { 5 }, |r| r as usize),
+        seconds: env_num("SOCKLAB_PEERS_SECONDS").unwrap_or(if quick { 0.5 } else { 1.5 }),
+        idle_runs: if quick { 1 } else { 3 },
+        out_dir: std::env::var("SOCKLAB_PEERS_OUT").unwrap_or_else(|_| "target/peers".into()),
+        pin: std::env::var("SOCKLAB_PEERS_PIN").map_or(true, |v| v != "0")
+            && Command::new("taskset")
+                .arg("-V")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+    };
+    // `cargo bench --bench peers SUBSTRING` runs only the loads whose name contains it.
+    let filter: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with("--")).collect();
+    std::fs::create_dir_all(&settings.out_dir)?;
+    let mut jsonl = String::new();
+    let mut md = String::new();
+    let started = Instant::now();
+    let _ = writeln!(
+        md,
+        "{} runs of {} s per peer and load, alternating; medians. Server pinned to CPU 0, load generator to CPU 1: {}.\n",
+        settings.runs,
+        settings.seconds,
+        if settings.pin { "yes" } else { "no (taskset missing)" }
+    );
+    for load in LOADS {
+        let name = load.name();
+        // A filter ending in `$` matches the end of the name: `pipeline 1$` is not `pipeline 16`.
+        let matches = |f: &&String| match f.strip_suffix('$') {
+            Some(end) => name.ends_with(end),
+            None => name.contains(f.as_str()),
+        };
+        if !filter.is_empty() && !filter.iter().any(matches) {
+            continue;
+        }
+        let mut servers = PEERS
+            .iter()
+            .map(|&p| Server::start(p, &settings))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); PEERS.len()];
+        for round in 0..settings.runs {
+            for (i, server) in servers.iter().enumerate() {
+                let run = stress(server, load, &settings)?;
+                let _ = writeln!(
+                    jsonl,
+                    "{{\"load\":\"{name}\",\"peer\":\"{}\",\"round\":{round},\"rps\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_req\":{:.3},\"checked\":{},\"bad\":{}}}",
+                    server.peer.name(), run.rps, run.p50, run.p99, run.cpu_us, run.checked, run.bad
+                );
+                runs[i].push(run);
+            }
+        }
+        for server in &mut servers {
+            server.stop();
+        }
+        let table = table(&name, &runs);
+        eprintln!("{table}");
+        md.push_str(&table);
+        std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
+        std::fs::write(format!("{}/peers.md", settings.out_dir), &md)?;
+    }
+    if filter.is_empty() || filter.iter().any(|f| "idle".contains(f.as_str())) {
+        let table = idle_memory(&settings)?;
+        eprintln!("{table}");
+        md.push_str(&table);
+    }
+    std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
+    std::fs::write(format!("{}/peers.md", settings.out_dir), &md)?;
+    println!("{md}");
+    eprintln!(
+        "wrote {0}/peers.md and {0}/runs.jsonl in {1:.0} s",
+        settings.out_dir,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn table(name: &str, runs: &[Vec<Run>]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "### {name}\n");
+    let _ = writeln!(
+        t,
+        "| peer | req/s | vs reactor | p50 (µs) | p99 (µs) | server CPU (µs/req) | runs | bad replies |"
+    );
+    let _ = writeln!(
+        t,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let reactor_rps = median(runs[0].iter().map(|r| r.rps).collect());
+    for (peer, runs) in PEERS.iter().zip(runs) {
+        let rps = median(runs.iter().map(|r| r.rps).collect());
+        let _ = writeln!(
+            t,
+            "| {} | {:.0} | {:.2}× | {:.0} | {:.0} | {:.2} | {} | {} |",
+            peer.name(),
+            rps,
+            rps / reactor_rps,
+            median(runs.iter().map(|r| r.p50).collect()),
+            median(runs.iter().map(|r| r.p99).collect()),
+            median(runs.iter().map(|r| r.cpu_us).collect()),
+            runs.len(),
+            runs.iter().map(|r| r.bad).sum::<u64>(),
+        );
+    }
+    t.push('\n');
+    t
+}
+
+/// A running peer, on a free loopback port, pinned to CPU 0 when `taskset` exists.
+struct Server {
+    peer: Peer,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(peer: Peer, settings: &Settings) -> io::Result<Server> {
+        let (program, args): (String, Vec<&str>) = match peer {
+            Peer::Tokio => (
+                std::env::current_exe()?.to_string_lossy().into_owned(),
+                vec![SERVE_TOKIO],
+            ),
+            Peer::Reactor | Peer::Threads => (
+                env!("CARGO_BIN_EXE_socklab-server").into(),
+                vec![
+                    "--port",
+                    "0",
+                    "--mode",
+                    if peer == Peer::Reactor {
+                        "reactor"
+                    } else {
+                        "threads"
+                    },
+                    "--shutdown-timeout",
+                    "1",
+                    "-q",
+                ],
+            ),
+        };
+        let mut command = pinned(settings.pin, "0", &program);
+        let mut child = command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let addr = socklab::net::parse_listening_line(&line).ok_or_else(|| {
+            io::Error::other(format!("{}: not a listening line: {line:?}", peer.name()))
+        })?;
+        Ok(Server { peer, child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `program`, run under `taskset -c CPU` if pinning.
+fn pinned(pin: bool, cpu: &str, program: &str) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu, program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// One closed-loop run of `socklab-stress` against `server`, bounded in time (and killed if it overruns).
+fn stress(server: &Server, load: Load, settings: &Settings) -> io::Result<Run> {
+    let mut command = pinned(settings.pin, "1", env!("CARGO_BIN_EXE_socklab-stress"));
+    command.args([
+        "--addr",
+        &server.addr.to_string(),
+        "-c",
+        &load.connections.to_string(),
+        "--pipeline",
+        &load.pipeline.to_string(),
+        "--size",
+        &load.size.to_string(),
+        "--duration",
+        &settings.seconds.to_string(),
+        "--json",
+        "-q",
+    ]);
+    if load.udp {
+        command.arg("--udp");
+    }
+    let cpu_before = cpu_seconds(server.pid());
+    let json = run_bounded(command, Duration::from_secs_f64(settings.seconds + 20.0))?;
+    let cpu = cpu_seconds(server.pid()) - cpu_before;
+    let num = |key: &str| json_number(&json, key).unwrap_or(f64::NAN);
+    let checked = num("checked") as u64;
+    let errors: f64 = ["refused", "reset", "timed_out", "closed", "other"]
+        .iter()
+        .map(|k| num(k))
+        .sum();
+    let bad = (num("wrong") + num("unanswered") + num("udp_lost") + errors) as u64;
+    Ok(Run {
+        rps: num("requests_per_second"),
+        p50: num("p50"),
+        p99: num("p99"),
+        cpu_us: cpu * 1e6 / checked.max(1) as f64,
+        checked,
+        bad,
+    })
+}
+
+/// Runs `command` to completion with stdout captured, killing it after `limit`.
+fn run_bounded(mut command: Command, limit: Duration) -> io::Result<String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("load generator overran {limit:?}: killed");
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(reader.join().unwrap_or_default())
+}
+
+/// The number after `"key":` in a flat JSON line (socklab-stress writes no nested key twice).
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+fn proc_file(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{name}")).unwrap_or_default()
+}
+
+/// utime + stime of the whole process (every thread, living or gone), in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = proc_file(pid, "stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (field(11) + field(12)) / per_second
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_file(pid, "status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+const IDLE: usize = 10_000;
+
+/// Bytes of resident memory per idle connection, for each peer, alternating; medians.
+fn idle_memory(settings: &Settings) -> io::Result<String> {
+    let mut per_conn: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
+    let mut bad = vec![0u64; PEERS.len()];
+    for _ in 0..settings.idle_runs {
+        for (i, &peer) in PEERS.iter().enumerate() {
+            let mut server = Server::start(peer, settings)?;
+            // Warm up: the shared buffers and the first connection's costs are the baseline, not per connection.
+            let warm = stress(
+                &server,
+                tcp(1, 1, 64),
+                &Settings {
+                    seconds: 0.2,
+                    ..settings.clone()
+                },
+            )?;
+            bad[i] += warm.bad;
+            let base = rss_kib(server.pid());
+            let mut command = pinned(settings.pin, "1", env!("CARGO_BIN_EXE_socklab-stress"));
+            command.args([
+                "--addr",
+                &server.addr.to_string(),
+                "-c",
+                "1",
+                "--idle",
+                &IDLE.to_string(),
+                "--duration",
+                "3",
+                "--timeout",
+                "10",
+                "--json",
+                "-q",
+            ]);
+            let mut child = command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let deadline = Instant::now() + Duration::from_secs(40);
+            let mut peak = base;
+            while child.try_wait()?.is_none() && Instant::now() < deadline {
+                peak = peak.max(rss_kib(server.pid()));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let output = child.wait_with_output()?;
+            let json = String::from_utf8_lossy(&output.stdout);
+            let connected = json_number(&json, "connected").unwrap_or(0.0);
+            if connected < (IDLE + 1) as f64 {
+                eprintln!(
+                    "{}: only {connected} of {} connections came up",
+                    peer.name(),
+                    IDLE + 1
+                );
+                bad[i] += 1;
+            }
+            per_conn[i].push((peak - base) as f64 * 1024.0 / IDLE as f64);
+            server.stop();
+        }
+    }
+    let mut t = String::new();
+    let _ = writeln!(t, "### {IDLE} idle TCP connections: resident memory\n");
+    let _ = writeln!(t, "| peer | bytes per idle connection | runs | failures |");
+    let _ = writeln!(t, "| --- | ---: | ---: | ---: |");
+    for (i, peer) in PEERS.iter().enumerate() {
+        let _ = writeln!(
+            t,
+            "| {} | {:.0} | {} | {} |",
+            peer.name(),
+            median(per_conn[i].clone()),
+            per_conn[i].len(),
+            bad[i]
+        );
+    }
+    t.push('\n');
+    Ok(t)
+}

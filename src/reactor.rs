@@ -26,7 +26,7 @@ use slab::Slab;
 
 use crate::config::{self, Config};
 use crate::connection::{Buffers, Connection, Context, Phase, Progress};
-use crate::datagrams::Batch;
+use crate::datagrams::{Answered, Batch};
 use crate::net::{interrupted, would_block, Sockets};
 use crate::stats::Stats;
 use crate::timers::Timers;
@@ -395,8 +395,8 @@ impl Server {
         let mut answered = 0;
         while answered < DATAGRAM_BUDGET {
             match self.datagrams.answer(udp, &self.config, &mut self.stats) {
-                0 => return,
-                n => answered += n,
+                Answered::Drained(_) => return,
+                Answered::More(n) => answered += n.max(1),
             }
         }
         if !self.udp_queued {

@@ -373,16 +373,8 @@ impl Server {
         self.stats.accepted += 1;
         debug!("{peer}: connected as {token:?}");
         // The greeting, if the service has one, goes out now, before anything is read.
-        let mut cx = Context {
-            registry: self.poll.registry(),
-            now: self.now,
-            timers: &mut self.timers,
-            buffers: &mut self.buffers,
-            stats: &mut self.stats,
-            config: &self.config,
-            draining: false,
-        };
-        let progress = self.connections[key].greet(&mut cx);
+        let (conn, mut cx) = self.connection_and_context(key);
+        let progress = conn.greet(&mut cx);
         self.settle(key, progress);
     }
 
@@ -423,21 +415,38 @@ impl Server {
 
     /// Stages 5 and 6 for one connection (see `connection.rs`), then what its progress asks of the loop.
     fn drive(&mut self, key: usize) {
-        let conn = &mut self.connections[key];
-        let mut cx = Context {
-            registry: self.poll.registry(),
-            now: self.now,
-            timers: &mut self.timers,
-            buffers: &mut self.buffers,
-            stats: &mut self.stats,
-            config: &self.config,
-            draining: self.deadline.is_some(),
-        };
+        let (conn, mut cx) = self.connection_and_context(key);
         let progress = conn.drive(&mut cx);
         self.settle(key, progress);
     }
 
     /// What a connection's progress asks of the loop: a revisit next turn, or closing it.
+    /// One connection and what it borrows from the reactor while it is driven (`Context`): the borrow of
+    /// the slab and of the other fields, split so both can be used at once.
+    fn connection_and_context(&mut self, key: usize) -> (&mut Connection, Context<'_>) {
+        let Server {
+            poll,
+            connections,
+            buffers,
+            stats,
+            config,
+            timers,
+            now,
+            deadline,
+            ..
+        } = self;
+        let cx = Context {
+            registry: poll.registry(),
+            now: *now,
+            timers,
+            buffers,
+            stats,
+            config,
+            draining: deadline.is_some(),
+        };
+        (&mut connections[key], cx)
+    }
+
     fn settle(&mut self, key: usize, progress: Progress) {
         let conn = &mut self.connections[key];
         match progress {

@@ -15,6 +15,7 @@
 //! The load driver is one thread on one `mio::Poll`, so that 1,000 clients cost the driver no more threads
 //! than one does (it shares the machine with the server it measures).
 
+use socklab::procfs::{cpu_seconds, resident_kib, thread_count};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -103,7 +104,7 @@ fn run(mode: Mode, (clients, silent): (usize, usize)) -> io::Result<Row> {
     let report = driver.drive(MEASURE)?;
     let cpu = cpu_seconds(server.pid()) - cpu_before;
     let threads = thread_count(server.pid());
-    let rss_kib = rss_kib(server.pid());
+    let rss_kib = resident_kib(server.pid());
     drop(driver);
     server.stop();
     let mut latencies = report.latencies;
@@ -345,42 +346,6 @@ fn write_what_fits(c: &mut Client) {
             Err(_) => return,
         }
     }
-}
-
-fn proc_file(pid: u32, name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/{name}")).unwrap_or_default()
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = proc_file(pid, "stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf reads a constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (field(11) + field(12)) / per_second
-}
-
-fn thread_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    proc_file(pid, "status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn fmt_latency(d: Option<Duration>) -> String {

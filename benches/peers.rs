@@ -24,6 +24,7 @@
 //! `target/peers`). `SOCKLAB_PEERS_RUNS` and `SOCKLAB_PEERS_SECONDS` override the run count and length;
 //! `SOCKLAB_PEERS_PIN=0` turns pinning off. Extra arguments select loads whose name contains them.
 
+use socklab::procfs::{cpu_seconds, resident_kib};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
@@ -428,39 +429,6 @@ fn json_number(json: &str, key: &str) -> Option<f64> {
     rest[..end].trim().parse().ok()
 }
 
-fn proc_file(pid: u32, name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/{name}")).unwrap_or_default()
-}
-
-/// utime + stime of the whole process (every thread, living or gone), in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = proc_file(pid, "stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf reads a constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (field(11) + field(12)) / per_second
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    proc_file(pid, "status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 const IDLE: usize = 10_000;
 
 /// Bytes of resident memory per idle connection, for each peer, alternating; medians.
@@ -480,7 +448,7 @@ fn idle_memory(settings: &Settings) -> io::Result<String> {
                 },
             )?;
             bad[i] += warm.bad;
-            let base = rss_kib(server.pid());
+            let base = resident_kib(server.pid());
             let mut command = pinned(settings.pin, "1", env!("CARGO_BIN_EXE_socklab-stress"));
             command.args([
                 "--addr",
@@ -503,7 +471,7 @@ fn idle_memory(settings: &Settings) -> io::Result<String> {
             let deadline = Instant::now() + Duration::from_secs(40);
             let mut peak = base;
             while child.try_wait()?.is_none() && Instant::now() < deadline {
-                peak = peak.max(rss_kib(server.pid()));
+                peak = peak.max(resident_kib(server.pid()));
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();

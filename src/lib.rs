@@ -17,6 +17,7 @@
 //! - [`config`]: flags and limits shared by every server mode. `docs/09-running.md`
 //! - [`timers`]: the reactor's deadlines (idle, minimum rate, write), a heap on its own thread. `docs/04-reactor.md`
 //! - [`stats`]: counters and the one-line summary logged at exit. `docs/09-running.md`
+//! - [`procfs`]: what a process costs, from `/proc` (CPU, threads, descriptors, memory). `docs/08-measuring.md`
 //! - [`logging`]: `-v`, `-q` and `RUST_LOG` for every binary. `docs/09-running.md`
 //! - [`client`]: the tutorials' client: one request, one whole reply, deadlines everywhere. `docs/08-measuring.md`
 //! - [`stress`]: the load generator that checks every reply and measures latency. `docs/08-measuring.md`
@@ -42,6 +43,7 @@ pub mod hello;
 pub mod logging;
 pub mod mode;
 pub mod net;
+pub mod procfs;
 pub mod reactor;
 pub mod service;
 pub mod stats;

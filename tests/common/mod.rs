@@ -272,40 +272,6 @@ pub fn lines(n: usize, tag: usize) -> Vec<u8> {
     out
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
-pub fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which is in parentheses): state is 3rd, utime 14th, stime 15th.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf reads a constant.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-/// Open descriptors of a process.
-pub fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
-/// Resident memory of a process, in bytes.
-pub fn resident_bytes(pid: i32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 1024
-}
-
 /// Waits until `condition` holds, up to [`TIMEOUT`]; panics with `what` if it never does.
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + TIMEOUT;
@@ -316,13 +282,6 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         );
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The threads of a process, from `/proc`.
-pub fn thread_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .count()
 }
 
 /// Seconds the main thread has spent on a CPU and waiting in a run queue for one, from
@@ -499,4 +458,24 @@ pub fn feed_in_pieces(
     }
     session.finish(&mut out);
     out
+}
+
+/// CPU seconds (user + system) a process has used.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    socklab::procfs::cpu_seconds(pid as u32)
+}
+
+/// Open descriptors of a process.
+pub fn fd_count(pid: i32) -> usize {
+    socklab::procfs::fd_count(pid as u32)
+}
+
+/// Resident memory of a process, in bytes.
+pub fn resident_bytes(pid: i32) -> usize {
+    socklab::procfs::resident_kib(pid as u32) as usize * 1024
+}
+
+/// The threads of a process.
+pub fn thread_count(pid: i32) -> usize {
+    socklab::procfs::thread_count(pid as u32)
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -457,17 +457,17 @@ impl Server {
                     self.revisit.push(Token(key + FIRST_CONNECTION));
                 }
             }
-            Progress::Done(why) => {
-                debug!("{}: closed ({why})", conn.peer());
-                close(
-                    conn,
-                    self.poll.registry(),
-                    &mut self.reap,
-                    &mut self.stats,
-                    key,
-                );
-            }
+            Progress::Done(why) => self.close(key, why),
         }
+    }
+
+    /// Stage 8's first half for one connection: out of the poll now, out of the slab at the end of the turn.
+    fn close(&mut self, key: usize, why: &str) {
+        let conn = &mut self.connections[key];
+        debug!("{}: closed ({why})", conn.peer());
+        conn.close(self.poll.registry());
+        self.reap.push(key);
+        self.stats.closed += 1;
     }
 
     /// Stage 9 for connections: close those whose deadline passed, reschedule the others.
@@ -481,15 +481,8 @@ impl Server {
                 continue;
             }
             if let Err(why) = conn.on_check(check.at, self.now, &self.config, &mut self.timers) {
-                debug!("{}: closed ({why})", conn.peer());
                 self.stats.timed_out += 1;
-                close(
-                    conn,
-                    self.poll.registry(),
-                    &mut self.reap,
-                    &mut self.stats,
-                    key,
-                );
+                self.close(key, why);
             }
         }
         // Timer closes are reaped now rather than next turn, so their descriptors free up at once.
@@ -578,17 +571,4 @@ impl Server {
             forced,
         }
     }
-}
-
-/// Stage 8's first half for one connection: out of the poll now, out of the slab at the end of the turn.
-fn close(
-    conn: &mut Connection,
-    registry: &Registry,
-    reap: &mut Vec<usize>,
-    stats: &mut Stats,
-    key: usize,
-) {
-    conn.close(registry);
-    reap.push(key);
-    stats.closed += 1;
 }

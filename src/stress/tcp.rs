@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::payload::{Payloads, VARIANTS};
-use super::timer::{Timer, TIMER};
+use super::timer::{arm_before_poll, Timer, TIMER};
 use super::{nanos, Live, Options, Schedule, Tally, LIVE_EVERY};
 use crate::net::{interrupted, would_block};
 
@@ -292,10 +292,7 @@ pub(super) fn run(
                 .min(Duration::from_millis(50)),
             (Some(_), None) => schedule.wait(now_ns, backlogged),
         };
-        if options.rate.is_some() && !wait.is_zero() && wait < Duration::from_millis(50) {
-            // The next open-loop request is due before the poll's millisecond timeout would wake us.
-            timer.arm(wait);
-        }
+        arm_before_poll(&timer, wait, options.rate.is_some());
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if interrupted(&e) {
                 continue;

@@ -14,6 +14,18 @@ use mio::{Registry, Token};
 /// The timer's token: far from the connections' tokens, which count up from 0.
 pub const TIMER: Token = Token(usize::MAX);
 
+/// Waits shorter than this are put on the timer when pacing an open loop; longer ones the poll's own
+/// millisecond timeout serves well enough.
+const FINER_THAN_POLL: Duration = Duration::from_millis(50);
+
+/// Before a poll that will wait at most `wait`: in an open loop (`paced`), a request due sooner than the
+/// poll would notice is woken by the precise timer instead. The one rule both loops (TCP and UDP) follow.
+pub fn arm_before_poll(timer: &Timer, wait: Duration, paced: bool) {
+    if paced && !wait.is_zero() && wait < FINER_THAN_POLL {
+        timer.arm(wait);
+    }
+}
+
 #[cfg(target_os = "linux")]
 pub struct Timer {
     fd: std::os::fd::OwnedFd,

@@ -15,7 +15,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use super::payload::{Payloads, MAX_SIZE, VARIANTS};
-use super::timer::{Timer, TIMER};
+use super::timer::{arm_before_poll, Timer, TIMER};
 use super::{nanos, Live, Options, Schedule, Tally, LIVE_EVERY};
 use crate::net::{interrupted, would_block};
 
@@ -275,10 +275,7 @@ pub(super) fn run(
         let wait = schedule
             .wait(now_ns, backlogged)
             .min(next_sweep.saturating_duration_since(now));
-        if options.rate.is_some() && !wait.is_zero() && wait < Duration::from_millis(50) {
-            // The next open-loop request is due before the poll's millisecond timeout would wake us.
-            timer.arm(wait);
-        }
+        arm_before_poll(&timer, wait, options.rate.is_some());
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if interrupted(&e) {
                 continue;

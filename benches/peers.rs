@@ -8,10 +8,14 @@
 //!   (`examples/tokio_peer.rs`, run here by re-executing this bench binary, so `cargo bench` builds it);
 //! - `threads`: `socklab-server --mode threads`, a blocking thread per connection.
 //!
-//! For each load, one server of each peer is started, then the same load generator (`socklab-stress --json`)
-//! runs against them in turn, A B C A B C …, `RUNS` times; the tables give medians. Server CPU time per
-//! request is the server's utime + stime (`/proc/PID/stat`, every thread) over the run, divided by the
-//! replies checked. Any wrong, unanswered or lost reply, or failed connection, is counted and shown.
+//! For each load, the same load generator (`socklab-stress --json`) runs against the peers in rounds: each
+//! round starts a fresh server of every peer, warms each up with a short run that is not counted, then runs
+//! every peer once, and the order rotates (A B C, B C A, C A B, …) so no peer always runs first or right after
+//! another. The tables give medians over rounds, and for each peer its ratio to the reactor *within each
+//! round* (the median, the range, and in how many rounds the reactor was ahead): on a shared machine two
+//! runs a second apart share the machine's mood, runs a minute apart do not. Server CPU time per request is
+//! the server's utime + stime (`/proc/PID/stat`, every thread) over the run, divided by the replies checked.
+//! Any wrong, unanswered or lost reply, or failed connection, is counted and shown.
 //!
 //! The machine has two cores and the load generator costs about as much CPU per request as the server, so
 //! both are pinned (`taskset`, when present): every server on CPU 0, the load generator on CPU 1. The
@@ -150,7 +154,7 @@ fn main() -> io::Result<()> {
     let quick = args.iter().any(|a| a == "--quick") || std::env::var_os("SOCKLAB_QUICK").is_some();
     let env_num = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
     let settings = Settings {
-        runs: env_num("SOCKLAB_PEERS_RUNS").map_or(if quick { 3 } else { 5 }, |r| r as usize),
+        runs: env_num("SOCKLAB_PEERS_RUNS").map_or(if quick { 3 } else { 7 }, |r| r as usize),
         seconds: env_num("SOCKLAB_PEERS_SECONDS").unwrap_or(if quick { 0.5 } else { 1.5 }),
         idle_runs: if quick { 1 } else { 3 },
         out_dir: std::env::var("SOCKLAB_PEERS_OUT").unwrap_or_else(|_| "target/peers".into()),
@@ -169,7 +173,7 @@ fn main() -> io::Result<()> {
     let started = Instant::now();
     let _ = writeln!(
         md,
-        "{} runs of {} s per peer and load, alternating; medians. Server pinned to CPU 0, load generator to CPU 1: {}.\n",
+        "{} rounds of {} s per peer and load, order rotating each round; medians over rounds. Server pinned to CPU 0, load generator to CPU 1: {}.\n",
         settings.runs,
         settings.seconds,
         if settings.pin { "yes" } else { "no (taskset missing)" }
@@ -184,26 +188,39 @@ fn main() -> io::Result<()> {
         if !filter.is_empty() && !filter.iter().any(matches) {
             continue;
         }
-        let mut servers = PEERS
-            .iter()
-            .map(|&p| Server::start(p, &settings))
-            .collect::<io::Result<Vec<_>>>()?;
+        // Warm-up, not counted: the first run against a fresh process pays for its page faults and the
+        // kernel's first connections on that port.
+        let warm_up = Settings {
+            seconds: 0.2,
+            ..settings.clone()
+        };
+        let mut warm_up_bad = vec![0; PEERS.len()];
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); PEERS.len()];
         for round in 0..settings.runs {
+            // Fresh processes every round: a process keeps for its whole life whatever luck it had in where
+            // its memory and its sockets' kernel memory landed, and that once held one peer 15 % behind in
+            // every round of a load. New processes make it one more thing that varies from round to round.
+            let mut servers = PEERS
+                .iter()
+                .map(|&p| Server::start(p, &settings))
+                .collect::<io::Result<Vec<_>>>()?;
             for (i, server) in servers.iter().enumerate() {
+                warm_up_bad[i] += stress(server, load, &warm_up)?.bad;
+            }
+            for k in 0..PEERS.len() {
+                let i = (round + k) % PEERS.len();
+                let server = &servers[i];
                 let run = stress(server, load, &settings)?;
                 let _ = writeln!(
                     jsonl,
-                    "{{\"load\":\"{name}\",\"peer\":\"{}\",\"round\":{round},\"rps\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_req\":{:.3},\"checked\":{},\"bad\":{}}}",
+                    "{{\"load\":\"{name}\",\"peer\":\"{}\",\"round\":{round},\"position\":{k},\"rps\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_req\":{:.3},\"checked\":{},\"bad\":{}}}",
                     server.peer.name(), run.rps, run.p50, run.p99, run.cpu_us, run.checked, run.bad
                 );
                 runs[i].push(run);
             }
+            Server::stop_all(&mut servers);
         }
-        for server in &mut servers {
-            server.stop();
-        }
-        let table = table(&name, &runs);
+        let table = table(&name, &runs, &warm_up_bad);
         eprintln!("{table}");
         md.push_str(&table);
         std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
@@ -238,31 +255,56 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn table(name: &str, runs: &[Vec<Run>]) -> String {
+/// `value(peer) / value(reactor)` within each round: `runs[i][round]` ran in the same round for every peer.
+fn per_round(runs: &[Vec<Run>], i: usize, value: impl Fn(&Run) -> f64) -> Vec<f64> {
+    runs[i]
+        .iter()
+        .zip(&runs[0])
+        .map(|(peer, reactor)| value(peer) / value(reactor))
+        .collect()
+}
+
+/// `warm_up_bad`: bad replies in each peer's warm-up run, which count among its bad replies too.
+fn table(name: &str, runs: &[Vec<Run>], warm_up_bad: &[u64]) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "### {name}\n");
     let _ = writeln!(
         t,
-        "| peer | req/s | vs reactor | p50 (µs) | p99 (µs) | server CPU (µs/req) | runs | bad replies |"
+        "| peer | req/s | ÷ reactor, per round | range | reactor ahead | p50 (µs) | p99 (µs) | p99 ÷ reactor's | server CPU (µs/req) | CPU ÷ reactor's | runs | bad replies |"
     );
     let _ = writeln!(
         t,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    let reactor_rps = median(runs[0].iter().map(|r| r.rps).collect());
-    for (peer, runs) in PEERS.iter().zip(runs) {
-        let rps = median(runs.iter().map(|r| r.rps).collect());
+    for (i, (peer, peer_runs)) in PEERS.iter().zip(runs).enumerate() {
+        let rps = per_round(runs, i, |r| r.rps);
+        let (low, high) = rps
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (ahead, range) = if i == 0 {
+            ("".to_string(), "".to_string())
+        } else {
+            let ahead = rps.iter().filter(|&&x| x < 1.0).count();
+            (
+                format!("{ahead} of {}", rps.len()),
+                format!("{low:.2}–{high:.2}"),
+            )
+        };
         let _ = writeln!(
             t,
-            "| {} | {:.0} | {:.2}× | {:.0} | {:.0} | {:.2} | {} | {} |",
+            "| {} | {:.0} | {:.2}× | {} | {} | {:.0} | {:.0} | {:.2}× | {:.2} | {:.2}× | {} | {} |",
             peer.name(),
-            rps,
-            rps / reactor_rps,
-            median(runs.iter().map(|r| r.p50).collect()),
-            median(runs.iter().map(|r| r.p99).collect()),
-            median(runs.iter().map(|r| r.cpu_us).collect()),
-            runs.len(),
-            runs.iter().map(|r| r.bad).sum::<u64>(),
+            median(peer_runs.iter().map(|r| r.rps).collect()),
+            median(rps),
+            range,
+            ahead,
+            median(peer_runs.iter().map(|r| r.p50).collect()),
+            median(peer_runs.iter().map(|r| r.p99).collect()),
+            median(per_round(runs, i, |r| r.p99)),
+            median(peer_runs.iter().map(|r| r.cpu_us).collect()),
+            median(per_round(runs, i, |r| r.cpu_us)),
+            peer_runs.len(),
+            warm_up_bad[i] + peer_runs.iter().map(|r| r.bad).sum::<u64>(),
         );
     }
     t.push('\n');
@@ -318,18 +360,22 @@ impl Server {
         self.child.id()
     }
 
-    fn stop(&mut self) {
-        // SAFETY: kill(2) on a child we spawned and have not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    /// Asks every server to stop (SIGTERM), then waits for each, killing any still up after 3 s.
+    fn stop_all(servers: &mut [Server]) {
+        for server in servers.iter() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for server in servers.iter_mut() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Drop kills and reaps whatever is still running.
+        }
     }
 }
 
@@ -487,7 +533,7 @@ fn idle_memory(settings: &Settings) -> io::Result<String> {
                 bad[i] += 1;
             }
             per_conn[i].push((peak - base) as f64 * 1024.0 / IDLE as f64);
-            server.stop();
+            Server::stop_all(std::slice::from_mut(&mut server));
         }
     }
     let mut t = String::new();

@@ -27,6 +27,11 @@
 //! Writes `peers.md` (the tables) and `runs.jsonl` (every run) to `$SOCKLAB_PEERS_OUT` (default
 //! `target/peers`). `SOCKLAB_PEERS_RUNS` and `SOCKLAB_PEERS_SECONDS` override the run count and length;
 //! `SOCKLAB_PEERS_PIN=0` turns pinning off. Extra arguments select loads whose name contains them.
+//!
+//! A/B of a change to the server: `SOCKLAB_PEERS_B=/path/to/other/socklab-server` (a copy of another build)
+//! replaces tokio and threads with that build, run in reactor mode with the same flags plus any in
+//! `SOCKLAB_PEERS_B_ARGS`, so the table is the change against the code without it, by the same procedure.
+//! Pointing it at `target/release/socklab-server` itself measures the noise: the reactor against itself.
 
 use socklab::procfs::{cpu_seconds, resident_kib};
 use std::fmt::Write as _;
@@ -47,9 +52,9 @@ enum Peer {
     Reactor,
     Tokio,
     Threads,
+    /// Another build of `socklab-server` (`SOCKLAB_PEERS_B`), in reactor mode.
+    B,
 }
-
-const PEERS: [Peer; 3] = [Peer::Reactor, Peer::Tokio, Peer::Threads];
 
 impl Peer {
     fn name(self) -> &'static str {
@@ -57,6 +62,7 @@ impl Peer {
             Peer::Reactor => "reactor",
             Peer::Tokio => "tokio current_thread",
             Peer::Threads => "threads",
+            Peer::B => "B: SOCKLAB_PEERS_B",
         }
     }
 }
@@ -144,6 +150,11 @@ struct Settings {
     idle_runs: usize,
     out_dir: String,
     pin: bool,
+    /// The peers measured, the reactor first: every ratio is to it.
+    peers: Vec<Peer>,
+    /// `SOCKLAB_PEERS_B` and `SOCKLAB_PEERS_B_ARGS`.
+    b_program: String,
+    b_args: Vec<String>,
 }
 
 fn main() -> io::Result<()> {
@@ -164,6 +175,17 @@ fn main() -> io::Result<()> {
                 .stdout(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success()),
+        peers: if std::env::var_os("SOCKLAB_PEERS_B").is_some() {
+            vec![Peer::Reactor, Peer::B]
+        } else {
+            vec![Peer::Reactor, Peer::Tokio, Peer::Threads]
+        },
+        b_program: std::env::var("SOCKLAB_PEERS_B").unwrap_or_default(),
+        b_args: std::env::var("SOCKLAB_PEERS_B_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
     };
     // `cargo bench --bench peers SUBSTRING` runs only the loads whose name contains it.
     let filter: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with("--")).collect();
@@ -194,21 +216,22 @@ fn main() -> io::Result<()> {
             seconds: 0.2,
             ..settings.clone()
         };
-        let mut warm_up_bad = vec![0; PEERS.len()];
-        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); PEERS.len()];
+        let peers = &settings.peers;
+        let mut warm_up_bad = vec![0; peers.len()];
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
         for round in 0..settings.runs {
             // Fresh processes every round: a process keeps for its whole life whatever luck it had in where
             // its memory and its sockets' kernel memory landed, and that once held one peer 15 % behind in
             // every round of a load. New processes make it one more thing that varies from round to round.
-            let mut servers = PEERS
+            let mut servers = peers
                 .iter()
                 .map(|&p| Server::start(p, &settings))
                 .collect::<io::Result<Vec<_>>>()?;
             for (i, server) in servers.iter().enumerate() {
                 warm_up_bad[i] += stress(server, load, &warm_up)?.bad;
             }
-            for k in 0..PEERS.len() {
-                let i = (round + k) % PEERS.len();
+            for k in 0..peers.len() {
+                let i = (round + k) % peers.len();
                 let server = &servers[i];
                 let run = stress(server, load, &settings)?;
                 let _ = writeln!(
@@ -220,7 +243,7 @@ fn main() -> io::Result<()> {
             }
             Server::stop_all(&mut servers);
         }
-        let table = table(&name, &runs, &warm_up_bad);
+        let table = table(&name, peers, &runs, &warm_up_bad);
         eprintln!("{table}");
         md.push_str(&table);
         std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
@@ -265,7 +288,7 @@ fn per_round(runs: &[Vec<Run>], i: usize, value: impl Fn(&Run) -> f64) -> Vec<f6
 }
 
 /// `warm_up_bad`: bad replies in each peer's warm-up run, which count among its bad replies too.
-fn table(name: &str, runs: &[Vec<Run>], warm_up_bad: &[u64]) -> String {
+fn table(name: &str, peers: &[Peer], runs: &[Vec<Run>], warm_up_bad: &[u64]) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "### {name}\n");
     let _ = writeln!(
@@ -276,7 +299,7 @@ fn table(name: &str, runs: &[Vec<Run>], warm_up_bad: &[u64]) -> String {
         t,
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for (i, (peer, peer_runs)) in PEERS.iter().zip(runs).enumerate() {
+    for (i, (peer, peer_runs)) in peers.iter().zip(runs).enumerate() {
         let rps = per_round(runs, i, |r| r.rps);
         let (low, high) = rps
             .iter()
@@ -320,27 +343,37 @@ struct Server {
 
 impl Server {
     fn start(peer: Peer, settings: &Settings) -> io::Result<Server> {
-        let (program, args): (String, Vec<&str>) = match peer {
+        let server_args = |mode: &str| -> Vec<String> {
+            [
+                "--port",
+                "0",
+                "--mode",
+                mode,
+                "--shutdown-timeout",
+                "1",
+                "-q",
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let (program, args): (String, Vec<String>) = match peer {
             Peer::Tokio => (
                 std::env::current_exe()?.to_string_lossy().into_owned(),
-                vec![SERVE_TOKIO],
+                vec![SERVE_TOKIO.into()],
             ),
-            Peer::Reactor | Peer::Threads => (
+            Peer::Reactor => (
                 env!("CARGO_BIN_EXE_socklab-server").into(),
-                vec![
-                    "--port",
-                    "0",
-                    "--mode",
-                    if peer == Peer::Reactor {
-                        "reactor"
-                    } else {
-                        "threads"
-                    },
-                    "--shutdown-timeout",
-                    "1",
-                    "-q",
-                ],
+                server_args("reactor"),
             ),
+            Peer::Threads => (
+                env!("CARGO_BIN_EXE_socklab-server").into(),
+                server_args("threads"),
+            ),
+            Peer::B => (settings.b_program.clone(), {
+                let mut args = server_args("reactor");
+                args.extend(settings.b_args.iter().cloned());
+                args
+            }),
         };
         let mut command = pinned(settings.pin, "0", &program);
         let mut child = command
@@ -479,10 +512,11 @@ const IDLE: usize = 10_000;
 
 /// Bytes of resident memory per idle connection, for each peer, alternating; medians.
 fn idle_memory(settings: &Settings) -> io::Result<String> {
-    let mut per_conn: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
-    let mut bad = vec![0u64; PEERS.len()];
+    let peers = &settings.peers;
+    let mut per_conn: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    let mut bad = vec![0u64; peers.len()];
     for _ in 0..settings.idle_runs {
-        for (i, &peer) in PEERS.iter().enumerate() {
+        for (i, &peer) in peers.iter().enumerate() {
             let mut server = Server::start(peer, settings)?;
             // Warm up: the shared buffers and the first connection's costs are the baseline, not per connection.
             let warm = stress(
@@ -540,7 +574,7 @@ fn idle_memory(settings: &Settings) -> io::Result<String> {
     let _ = writeln!(t, "### {IDLE} idle TCP connections: resident memory\n");
     let _ = writeln!(t, "| peer | bytes per idle connection | runs | failures |");
     let _ = writeln!(t, "| --- | ---: | ---: | ---: |");
-    for (i, peer) in PEERS.iter().enumerate() {
+    for (i, peer) in peers.iter().enumerate() {
         let _ = writeln!(
             t,
             "| {} | {:.0} | {} | {} |",

@@ -150,16 +150,18 @@ mod sys {
     pub fn receive(socket: &UdpSocket, batch: &mut Batch) -> io::Result<usize> {
         let mut iovecs = [const { MaybeUninit::<libc::iovec>::uninit() }; SLOTS];
         let mut headers = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; SLOTS];
+        // Raw pointers taken once, so no later borrow of the batch invalidates those already in a header.
         let base = batch.input.as_mut_ptr();
+        let names = batch.senders.names.as_mut_ptr();
         for i in 0..SLOTS {
             let iov = iovecs[i].write(libc::iovec {
                 // SAFETY: slot i lies inside `input`, which is SLOTS * SLOT_SIZE bytes long.
                 iov_base: unsafe { base.add(i * SLOT_SIZE) }.cast(),
                 iov_len: SLOT_SIZE,
             });
-            let name = &mut batch.senders.names[i];
             headers[i].write(header(
-                name,
+                // SAFETY: i < SLOTS, the length of `names`.
+                unsafe { names.add(i) },
                 size_of::<libc::sockaddr_storage>() as libc::socklen_t,
                 iov,
             ));
@@ -189,18 +191,21 @@ mod sys {
     }
 
     /// Sends replies `0..count`; returns how many the kernel took.
-    pub fn send(socket: &UdpSocket, batch: &mut Batch, count: usize) -> usize {
+    pub fn send(socket: &UdpSocket, batch: &Batch, count: usize) -> usize {
         let mut iovecs = [const { MaybeUninit::<libc::iovec>::uninit() }; SLOTS];
         let mut headers = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; SLOTS];
+        // The kernel only reads replies and addresses in a send; the pointers are `mut` only because the C
+        // structs are shared with receive.
+        let output = batch.output.as_ptr();
+        let names = batch.senders.names.as_ptr();
         for i in 0..count {
             let (start, end) = batch.reply_range(i);
             let iov = iovecs[i].write(libc::iovec {
-                // The kernel only reads replies; the pointer is `mut` because `iovec` is shared with receive.
-                iov_base: batch.output[start..end].as_mut_ptr().cast(),
+                iov_base: output.wrapping_add(start).cast_mut().cast(),
                 iov_len: end - start,
             });
-            let (name, len) = (&mut batch.senders.names[i], batch.senders.lens[i]);
-            headers[i].write(header(name, len, iov));
+            let name = names.wrapping_add(i).cast_mut();
+            headers[i].write(header(name, batch.senders.lens[i], iov));
         }
         let mut sent = 0; // replies the kernel took
         let mut next = 0; // the first header not handed to the kernel yet

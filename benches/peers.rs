@@ -10,8 +10,8 @@
 //!
 //! For each load, the same load generator (`socklab-stress --json`) runs against the peers in rounds: each
 //! round starts a fresh server of every peer, warms each up with a short run that is not counted, then runs
-//! every peer once, and the order rotates (A B C, B C A, C A B, …) so no peer always runs first or right after
-//! another. The tables give medians over rounds, and for each peer its ratio to the reactor *within each
+//! every peer once, in an order that changes every round (all six orders of three peers in six rounds,
+//! `run_order`) so no peer always runs first or right after the same other one. The tables give medians over rounds, and for each peer its ratio to the reactor *within each
 //! round* (the median, the range, and in how many rounds the reactor was ahead): on a shared machine two
 //! runs a second apart share the machine's mood, runs a minute apart do not. Server CPU time per request is
 //! the server's utime + stime (`/proc/PID/stat`, every thread) over the run, divided by the replies checked.
@@ -195,7 +195,7 @@ fn main() -> io::Result<()> {
     let started = Instant::now();
     let _ = writeln!(
         md,
-        "{} rounds of {} s per peer and load, order rotating each round; medians over rounds. Server pinned to CPU 0, load generator to CPU 1: {}.\n",
+        "{} rounds of {} s per peer and load, order changing each round; medians over rounds. Server pinned to CPU 0, load generator to CPU 1: {}.\n",
         settings.runs,
         settings.seconds,
         if settings.pin { "yes" } else { "no (taskset missing)" }
@@ -231,7 +231,7 @@ fn main() -> io::Result<()> {
                 warm_up_bad[i] += stress(server, load, &warm_up)?.bad;
             }
             for k in 0..peers.len() {
-                let i = (round + k) % peers.len();
+                let i = run_order(round, k, peers.len());
                 let server = &servers[i];
                 let run = stress(server, load, &settings)?;
                 let _ = writeln!(
@@ -276,6 +276,15 @@ fn median(mut values: Vec<f64>) -> f64 {
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
+}
+
+/// Which peer runs `k`-th in `round`. Rotations first (A B C, B C A, C A B), then the same reversed
+/// (C B A, A C B, B A C): with three peers, six rounds run every order once, so no peer always runs first
+/// or always right after the same other one.
+fn run_order(round: usize, k: usize, n: usize) -> usize {
+    let first = round % n;
+    let k = if (round / n) % 2 == 1 { n - 1 - k } else { k };
+    (first + k) % n
 }
 
 /// `value(peer) / value(reactor)` within each round: `runs[i][round]` ran in the same round for every peer.
@@ -376,17 +385,23 @@ impl Server {
             }),
         };
         let mut command = pinned(settings.pin, "0", &program);
-        let mut child = command
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()?;
+        // Owned by a `Server` at once, so an early return below still kills it (on drop).
+        let mut server = Server {
+            peer,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let addr = socklab::net::parse_listening_line(&line).ok_or_else(|| {
+        BufReader::new(server.child.stdout.take().expect("piped")).read_line(&mut line)?;
+        server.addr = socklab::net::parse_listening_line(&line).ok_or_else(|| {
             io::Error::other(format!("{}: not a listening line: {line:?}", peer.name()))
         })?;
-        Ok(Server { peer, child, addr })
+        Ok(server)
     }
 
     fn pid(&self) -> u32 {

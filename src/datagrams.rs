@@ -5,9 +5,9 @@
 //!
 //! The batch owns its buffers, allocated once: `SLOTS` input slots of 64 KiB (so any datagram is read whole;
 //! pages a small datagram does not touch are never made resident), the senders' addresses, and one output
-//! buffer holding every reply of the batch back to back. Nothing sized by `SLOTS` is cleared per call: the
-//! kernel's message headers are built for the slots a call uses, and a reply goes back to its sender's
-//! address exactly as `recvmmsg` wrote it. (Clearing 13 KiB of headers and addresses per call was three
+//! buffer holding every reply of the batch back to back. No array is cleared per call: each message header is
+//! built whole for the slots a call offers the kernel (all of them to receive, one per reply to send), and a
+//! reply goes back to its sender's address exactly as `recvmmsg` wrote it. (Clearing 13 KiB of headers and addresses per call was three
 //! quarters of the reactor's user-space instructions at one datagram in flight: `docs/performance.md`.)
 
 use mio::net::UdpSocket;

@@ -158,18 +158,8 @@ impl Server {
             self.stats.closed += (before - self.conns.len()) as u64;
 
             // 6. Shutdown: done when every connection has flushed, or when the deadline passes.
-            if let Some(deadline) = self.deadline {
-                if self.conns.is_empty() {
-                    return Ok(self.stop(false));
-                }
-                if Instant::now() >= deadline {
-                    self.stats.dropped_at_shutdown = self.conns.len() as u64;
-                    warn!(
-                        "shutdown deadline passed: dropping {} connections with replies unsent",
-                        self.conns.len()
-                    );
-                    return Ok(self.stop(false));
-                }
+            if self.stats.shutdown_over(self.deadline, self.conns.len()) {
+                return Ok(self.stop(false));
             }
 
             // 7. A pass that found nothing to do gives the core to anyone else who wants it, then goes on at

@@ -306,13 +306,7 @@ impl TcpClient {
                 }
                 Ok(n) => got += n,
                 Err(ref e) if crate::net::interrupted(e) => {}
-                // A read timeout shows as WouldBlock on Unix, TimedOut elsewhere.
-                Err(ref e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(ref e) if crate::net::timed_out(e) => {
                     return Err(self.incomplete(got, reply.len()))
                 }
                 Err(e) => return Err(self.explain(e, "waiting for the reply")),
@@ -435,14 +429,7 @@ impl UdpClient {
                         return Ok((reply.to_vec(), from));
                     }
                     Err(ref e) if crate::net::interrupted(e) => {}
-                    Err(ref e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        break
-                    }
+                    Err(ref e) if crate::net::timed_out(e) => break,
                     Err(e) => return Err(self.explain(e)),
                 }
             }

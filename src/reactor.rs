@@ -275,18 +275,11 @@ impl Server {
                 self.resume_accepting();
             }
             // 10. Shutdown: done when every connection has flushed, or when the deadline passes.
-            if let Some(deadline) = self.deadline {
-                if self.connections.is_empty() {
-                    return Ok(self.stop(false));
-                }
-                if Instant::now() >= deadline {
-                    self.stats.dropped_at_shutdown = self.connections.len() as u64;
-                    warn!(
-                        "shutdown deadline passed: dropping {} connections with replies unsent",
-                        self.connections.len()
-                    );
-                    return Ok(self.stop(false));
-                }
+            if self
+                .stats
+                .shutdown_over(self.deadline, self.connections.len())
+            {
+                return Ok(self.stop(false));
             }
         }
     }

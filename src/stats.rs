@@ -5,6 +5,7 @@
 //! Walk-through: `docs/09-running.md`.
 
 use std::fmt;
+use std::time::Instant;
 
 /// What a server did, counted as it happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +39,24 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Whether a shutdown under way is over: every connection has flushed (`open` is 0), or the deadline
+    /// has passed, in which case the connections still open are counted as dropped. The last stage of the
+    /// reactor's turn and of busy-poll's sweep; `None` (no shutdown) is never over.
+    pub fn shutdown_over(&mut self, deadline: Option<Instant>, open: usize) -> bool {
+        let Some(deadline) = deadline else {
+            return false;
+        };
+        if open == 0 {
+            return true;
+        }
+        if Instant::now() < deadline {
+            return false;
+        }
+        self.dropped_at_shutdown = open as u64;
+        log::warn!("shutdown deadline passed: dropping {open} connections with replies unsent");
+        true
+    }
+
     /// Adds another counter set (one thread's) to this one; `peak_pending` takes the larger.
     pub fn add(&mut self, other: &Stats) {
         self.accepted += other.accepted;

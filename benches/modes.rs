@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
-use socklab::mode::Mode;
+use socklab::server::Mode;
 
 /// How long each load is measured.
 const MEASURE: Duration = Duration::from_secs(2);

@@ -2,7 +2,7 @@
 //! `cargo bench --bench service`. End-to-end numbers come from `socklab-stress`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use socklab::service::Service;
+use socklab::service::{Clock, Service};
 
 fn inputs(size: usize) -> Vec<(&'static str, Vec<u8>)> {
     let take = |pattern: &[u8]| {
@@ -37,9 +37,10 @@ fn service(c: &mut Criterion) {
                 &input,
                 |b, input| {
                     let mut session = Service::Upper.session();
+                    let clock = Clock::new();
                     b.iter(|| {
                         out.clear();
-                        session.feed(input, &mut out);
+                        session.feed(&clock, input, &mut out);
                         out.len()
                     })
                 },

@@ -14,7 +14,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use socklab::service::{Service, Session};
+use socklab::service::{Clock, Service, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -41,7 +41,7 @@ pub fn run(port: u16) -> io::Result<()> {
 async fn serve_all(port: u16) -> io::Result<()> {
     let (listener, udp) = bind(port).await?;
     let addr = listener.local_addr()?;
-    println!("{}", socklab::net::listening_line(addr));
+    println!("{}", socklab::net::listening_line(addr, true));
     tokio::spawn(serve_datagrams(udp));
     loop {
         let (stream, _) = listener.accept().await?;
@@ -68,17 +68,19 @@ async fn bind(port: u16) -> io::Result<(TcpListener, UdpSocket)> {
 async fn serve(mut stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut session: Session = Service::Upper.session();
+    // `upper` never reads the time, so the clock is never ticked: no clock read per request, as in the reactor.
+    let clock = Clock::new();
     let mut input = vec![0u8; READ_BUFFER];
     let mut output = Vec::with_capacity(READ_BUFFER);
     loop {
         let n = stream.read(&mut input).await?;
         output.clear();
         if n == 0 {
-            session.finish(&mut output);
+            session.finish(&clock, &mut output);
             stream.write_all(&output).await?;
             return Ok(());
         }
-        session.feed(&input[..n], &mut output);
+        session.feed(&clock, &input[..n], &mut output);
         stream.write_all(&output).await?;
     }
 }

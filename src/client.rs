@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use crate::encoding::Encoding;
-use crate::service::{Options as ServiceOptions, Service, Session};
+use crate::service::{Clock, Service, ServiceOptions, Session};
 
 /// The largest reply datagram the client can take: the largest UDP payload there is.
 const MAX_DATAGRAM: usize = 65_507;
@@ -34,7 +34,7 @@ pub const PROMPT: &str = "Input lowercase sentence: ";
 
 /// What the client is asked to do.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct ClientOptions {
     /// Where the server is: every address the host name resolved to, tried in order (TCP).
     pub addrs: Vec<SocketAddr>,
     /// UDP instead of TCP.
@@ -66,7 +66,7 @@ pub enum Client {
 
 impl Client {
     /// Connects (TCP) or prepares a socket (UDP) for the server in `options`.
-    pub fn open(options: &Options) -> io::Result<Client> {
+    pub fn open(options: &ClientOptions) -> io::Result<Client> {
         if options.udp {
             let server = *options.addrs.first().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
@@ -223,6 +223,7 @@ pub struct TcpClient {
     /// The same service state the server keeps for this connection, so the expected reply to each piece is
     /// exactly what the server sends for it (a character split across two requests included).
     session: Session,
+    clock: Clock,
     /// What the server sent on connect (the `hello` service's welcome), not shown yet.
     greeting: Vec<u8>,
 }
@@ -230,7 +231,7 @@ pub struct TcpClient {
 impl TcpClient {
     /// Connects to the first of `addrs` that accepts, each within `options.timeout`, and reads the greeting
     /// the expected service sends on connect, if it has one.
-    pub fn connect(addrs: &[SocketAddr], options: &Options) -> io::Result<TcpClient> {
+    pub fn connect(addrs: &[SocketAddr], options: &ClientOptions) -> io::Result<TcpClient> {
         let (timeout, expect, encoding) = (options.timeout, options.expect, options.encoding);
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
         for &addr in addrs {
@@ -252,6 +253,7 @@ impl TcpClient {
                         expect,
                         encoding,
                         session,
+                        clock: Clock::new(),
                         greeting: Vec::new(),
                     };
                     client.greeting = client.read_reply(greeting.len())?;
@@ -266,7 +268,8 @@ impl TcpClient {
     /// Sends `request` and returns its whole reply, or an error that says why it did not come.
     pub fn exchange(&mut self, request: &[u8]) -> io::Result<Vec<u8>> {
         let mut expected = Vec::with_capacity(request.len());
-        self.session.feed(request, &mut expected);
+        self.clock.tick();
+        self.session.feed(&self.clock, request, &mut expected);
         self.stream.set_write_timeout(Some(self.timeout))?;
         self.stream
             .write_all(request)
@@ -369,7 +372,7 @@ pub struct UdpClient {
 }
 
 impl UdpClient {
-    pub fn new(server: SocketAddr, options: &Options) -> io::Result<UdpClient> {
+    pub fn new(server: SocketAddr, options: &ClientOptions) -> io::Result<UdpClient> {
         let local: SocketAddr = if server.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {

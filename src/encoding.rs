@@ -1,6 +1,6 @@
 //! Text encodings: how the `upper` service finds the characters in the bytes it is sent (`--encoding`), and
 //! how a client turns typed text into bytes and replies back into text ([`Encoding::encode`],
-//! [`Encoding::decode`], [`TextDecoder`]). The tables are `encoding_rs`'s; none are written here.
+//! [`Encoding::decode`]). The tables are `encoding_rs`'s; none are written here.
 //!
 //! # Why GBK needs its own path
 //! The tutorials note that Chinese Windows sends GBK. A GBK character is two bytes, and its second (trail)
@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// How `upper` reads the bytes of a request as text. `echo` and `hello` never look inside characters.
+/// How `upper` reads the bytes of a request as text. The other services never look inside characters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Encoding {
     /// UTF-8, uppercased the Unicode way (`straße` becomes `STRASSE`).
@@ -101,53 +101,11 @@ impl Encoding {
     pub fn decode(self, bytes: &[u8]) -> Cow<'_, str> {
         self.table().decode_without_bom_handling(bytes).0
     }
-
-    /// A decoder for a reply that arrives in pieces (TCP): a character split between reads is kept until
-    /// its end arrives.
-    pub fn decoder(self) -> TextDecoder {
-        TextDecoder {
-            inner: self.table().new_decoder_without_bom_handling(),
-        }
-    }
 }
 
 impl fmt::Display for Encoding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// Decodes a byte stream read in pieces. See [`Encoding::decoder`].
-pub struct TextDecoder {
-    inner: encoding_rs::Decoder,
-}
-
-impl TextDecoder {
-    /// Decodes the next piece; returns the text whose bytes are complete.
-    pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.run(bytes, false)
-    }
-
-    /// The stream has ended: an unfinished character becomes U+FFFD.
-    pub fn finish(&mut self) -> String {
-        self.run(&[], true)
-    }
-
-    fn run(&mut self, bytes: &[u8], last: bool) -> String {
-        let mut out = String::with_capacity(
-            self.inner
-                .max_utf8_buffer_length(bytes.len())
-                .unwrap_or(bytes.len() * 3 + 16),
-        );
-        let mut rest = bytes;
-        loop {
-            let (result, read, _) = self.inner.decode_to_string(rest, &mut out, last);
-            rest = &rest[read..];
-            match result {
-                encoding_rs::CoderResult::InputEmpty => return out,
-                encoding_rs::CoderResult::OutputFull => out.reserve(rest.len() * 3 + 16),
-            }
-        }
     }
 }
 
@@ -355,11 +313,5 @@ mod tests {
         assert_eq!(Encoding::Gbk.encode("a😀"), Err(Unencodable('😀')));
         assert_eq!(Encoding::Gbk.decode(&[0xC4, 0xE3, 0xBA, 0xC3]), "你好");
         assert_eq!(Encoding::Utf8.decode(b"a\xffb"), "a\u{FFFD}b");
-        // A character split between two reads comes out whole.
-        let mut decoder = Encoding::Gbk.decoder();
-        assert_eq!(decoder.push(&[b'A', 0xD5]), "A");
-        assert_eq!(decoder.push(&[0x66, b'!']), "說!");
-        assert_eq!(decoder.push(&[0x81]), "");
-        assert_eq!(decoder.finish(), "\u{FFFD}");
     }
 }

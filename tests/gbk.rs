@@ -7,9 +7,9 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use socklab::config::Config;
 use socklab::encoding::Encoding;
-use socklab::service::{Options, Service};
+use socklab::server::config::Config;
+use socklab::service::{Service, ServiceOptions};
 use std::io::Write;
 use std::time::Duration;
 
@@ -102,7 +102,7 @@ proptest! {
 
     #[test]
     fn any_split_gives_the_reply_of_the_whole_stream(input in gbk_stream(), cuts in prop::collection::vec(any::<usize>(), 0..12)) {
-        let options = Options { encoding: Encoding::Gbk, ..Options::default() };
+        let options = ServiceOptions { encoding: Encoding::Gbk, ..ServiceOptions::default() };
         let whole = Service::Upper.reply_to_stream_with(&options, &input);
         prop_assert_eq!(feed_in_pieces(Service::Upper.session_with(&options), &input, &cuts), whole.clone());
         // Same length, only ASCII lowercase letters changed, and encoding_rs reads the same text with its

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socklab::config::Config;
+use socklab::server::config::Config;
 use socklab::service::Service;
 
 /// Reads until EOF or reset; returns how long that took. A server close, from the client's side.

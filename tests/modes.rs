@@ -11,10 +11,10 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socklab::config::Config;
-use socklab::mode::Mode;
+use socklab::server::config::Config;
+use socklab::server::limits::TOO_MANY as REFUSAL;
+use socklab::server::Mode;
 use socklab::service::Service;
-use socklab::threaded::REFUSAL;
 
 /// How long "gets nothing" is watched for under `blocking`.
 const NOTHING_FOR: Duration = Duration::from_millis(500);

@@ -1,30 +1,103 @@
-//! Properties of the service, over generated input: any split of a stream into reads gives the reply of
-//! the whole stream; replies stay within the bounds the reactor relies on; no input panics.
+//! Properties of every service, over generated input: each service's own examples get the replies they
+//! must get, under any split of the stream into reads; arbitrary bytes never panic and give the same reply
+//! however they are split; replies stay within the bounds the servers rely on; datagram replies never grow
+//! by more than the project's rule allows. Every property runs over `Service::ALL`, so a new service is
+//! covered by being listed; `upper`'s own Unicode properties follow.
 
 mod common;
 
 use common::feed_in_pieces;
 use proptest::prelude::*;
-use socklab::service::Service;
+use socklab::encoding::Encoding;
+use socklab::service::{Rng, Service, ServiceOptions, MAX_DATAGRAM_GROWTH};
 
-/// Text that exercises every path: ASCII, multi-byte characters (some that grow when uppercased), and
-/// bytes that are not UTF-8 at all.
+/// The options each service is tried with: the defaults, and the ones that change its path.
+fn option_sets() -> Vec<ServiceOptions> {
+    vec![
+        ServiceOptions::default(),
+        ServiceOptions {
+            encoding: Encoding::Gbk,
+            max_line: 16,
+        },
+    ]
+}
+
+/// Text that exercises every path: ASCII, multi-byte characters (some that grow when uppercased), line
+/// endings, and bytes that are not UTF-8 at all.
 fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
         4 => "[a-z ]{0,8}".prop_map(String::into_bytes),
-        2 => prop::sample::select(vec!["ß", "é", "你", "ΐ", "ɐ", "ﬗ", "ŉ", "\u{10428}"]).prop_map(|s| s.as_bytes().to_vec()),
+        2 => prop::sample::select(vec!["ß", "é", "你", "ΐ", "ɐ", "ﬗ", "ŉ", "\u{10428}", "\n", "\r\n", "exit\n"]).prop_map(|s| s.as_bytes().to_vec()),
         1 => prop::collection::vec(any::<u8>(), 0..4),
     ];
     prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
 }
 
+fn cuts() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(any::<usize>(), 0..12)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(500))]
 
     #[test]
-    fn any_split_gives_the_reply_of_the_whole_stream(input in stream_bytes(), cuts in prop::collection::vec(any::<usize>(), 0..12)) {
-        for service in [Service::Upper, Service::Echo] {
-            prop_assert_eq!(feed_in_pieces(service.session(), &input, &cuts), service.reply_to_stream(&input));
+    fn every_services_examples_get_their_replies_under_any_split(seed in any::<u64>(), cuts in cuts()) {
+        for &service in Service::ALL {
+            for options in option_sets() {
+                let example = service.stream_example(&options, &mut Rng::new(seed));
+                let got = feed_in_pieces(service.session_with(&options), &example.request, &cuts);
+                prop_assert!(got == example.reply, "{} seed {}: {:?} got {:?}", service, seed,
+                    String::from_utf8_lossy(&example.reply), String::from_utf8_lossy(&got));
+            }
+        }
+    }
+
+    #[test]
+    fn every_services_datagram_examples_get_their_replies(seed in any::<u64>()) {
+        for &service in Service::ALL {
+            for options in option_sets() {
+                let Some(example) = service.datagram_example(&options, &mut Rng::new(seed)) else {
+                    prop_assert!(service.datagrams().is_none(), "{} has datagrams but no example", service);
+                    continue;
+                };
+                let mut reply = Vec::new();
+                service.datagram_with(&options, &example.request, &mut reply);
+                prop_assert_eq!(reply, example.reply, "{} seed {}", service, seed);
+            }
+        }
+    }
+
+    #[test]
+    fn any_bytes_under_any_split_give_the_reply_of_the_whole_stream_within_bounds(input in stream_bytes(), cuts in cuts()) {
+        // `feed_in_pieces` also checks every piece's reply against the session's own bound.
+        for &service in Service::ALL {
+            for options in option_sets() {
+                let whole = service.reply_to_stream_with(&options, &input);
+                prop_assert_eq!(feed_in_pieces(service.session_with(&options), &input, &cuts), whole, "{}", service);
+            }
+        }
+    }
+
+    #[test]
+    fn a_datagram_reply_is_never_much_longer_than_its_datagram(input in prop::collection::vec(any::<u8>(), 0..256)) {
+        for &service in Service::ALL {
+            for options in option_sets() {
+                let mut reply = Vec::new();
+                service.datagram_with(&options, &input, &mut reply);
+                prop_assert!(reply.len() <= input.len() + MAX_DATAGRAM_GROWTH, "{} grew a datagram by more than the rule", service);
+            }
+        }
+    }
+
+    #[test]
+    fn max_input_fits_its_room_in_any_state(input in stream_bytes(), room in 0usize..10_000_000) {
+        for &service in Service::ALL {
+            for options in option_sets() {
+                let mut session = service.session_with(&options);
+                session.feed(&socklab::service::Clock::new(), &input, &mut Vec::new());
+                let n = session.max_input(room);
+                prop_assert!(n == 0 || session.max_output(n) <= room, "{} room {}", service, room);
+            }
         }
     }
 
@@ -34,33 +107,35 @@ proptest! {
     }
 
     #[test]
-    fn replies_stay_within_the_bounds(input in stream_bytes()) {
-        for service in [Service::Upper, Service::Echo] {
-            let mut session = service.session();
-            let mut out = Vec::new();
-            session.feed(&input, &mut out);
-            prop_assert!(out.len() <= service.max_output(input.len()));
-            let mut reply = Vec::new();
-            service.datagram(&input, &mut reply);
-            prop_assert!(reply.len() <= input.len(), "a datagram reply grew");
-        }
-    }
-
-    #[test]
-    fn max_input_fits_its_room(room in 0usize..10_000_000) {
-        for service in [Service::Upper, Service::Echo] {
-            prop_assert!(service.max_output(service.max_input(room)) <= room || service.max_input(room) == 0);
-        }
-    }
-
-    #[test]
-    fn arbitrary_bytes_never_panic_and_keep_the_ascii_uppercased(input in prop::collection::vec(any::<u8>(), 0..512)) {
+    fn arbitrary_bytes_keep_the_ascii_uppercased(input in prop::collection::vec(any::<u8>(), 0..512)) {
         let reply = Service::Upper.reply_to_stream(&input);
         // Removing every non-ASCII byte from both sides leaves the ASCII of the input, uppercased.
         let ascii_in: Vec<u8> = input.iter().filter(|b| b.is_ascii()).map(u8::to_ascii_uppercase).collect();
         let ascii_out: Vec<u8> = reply.iter().copied().filter(u8::is_ascii).collect();
         // Uppercasing non-ASCII letters may add ASCII (ŉ → ʼN), never remove it.
         prop_assert!(is_subsequence(&ascii_in, &ascii_out));
+    }
+}
+
+/// The checks any new service is held to (`docs/10-adding-a-service.md`), on every listed one.
+#[test]
+fn every_listed_service_passes_the_conformance_checks() {
+    for &service in Service::ALL {
+        for options in option_sets() {
+            service.conformance(&options, 0..200).unwrap();
+        }
+    }
+}
+
+/// The examples a property test draws can be replayed: the same seed, the same example.
+#[test]
+fn examples_are_deterministic_and_not_empty() {
+    for &service in Service::ALL {
+        let options = ServiceOptions::default();
+        let a = service.stream_example(&options, &mut Rng::new(42));
+        let b = service.stream_example(&options, &mut Rng::new(42));
+        assert_eq!(a, b, "{service}");
+        assert!(!a.request.is_empty(), "{service} example has no request");
     }
 }
 

@@ -9,23 +9,23 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use socklab::config::Config;
+use socklab::server::config::Config;
 use socklab::service::Service;
-use socklab::stress::{self, Options, Report, Stop};
+use socklab::stress::{self, LoadOptions, Report, Stop};
 
-fn options(addr: std::net::SocketAddr) -> Options {
-    Options {
+fn options(addr: std::net::SocketAddr) -> LoadOptions {
+    LoadOptions {
         addr,
         connections: 8,
         pipeline: 4,
         size: 48,
         stop: Stop::Requests(2_000),
         timeout: Duration::from_secs(10),
-        ..Options::default()
+        ..LoadOptions::default()
     }
 }
 
-fn run(options: &Options) -> Report {
+fn run(options: &LoadOptions) -> Report {
     stress::run(options, &mut |_| {}).expect("stress run")
 }
 
@@ -44,13 +44,13 @@ each_mode! {
         let server = start_mode(mode, config());
         // The blocking server serves one TCP client at a time; more would time out, by design (chapter 2).
         let connections = if mode.serves_clients_at_once() { 8 } else { 1 };
-        let tcp = super::run(&Options {
+        let tcp = super::run(&LoadOptions {
             connections,
             ..options(server.addr)
         });
         assert_all_right(&tcp);
         assert_eq!(tcp.tally.checked, 2_000, "{mode}");
-        let udp = super::run(&Options {
+        let udp = super::run(&LoadOptions {
             udp: true,
             ..options(server.addr)
         });
@@ -82,7 +82,7 @@ fn tcp_closed_loop_against_the_reactor_all_replies_right() {
 #[test]
 fn tcp_open_loop_with_idle_connections_all_replies_right() {
     let server = start(config());
-    let report = run(&Options {
+    let report = run(&LoadOptions {
         rate: Some(2_000.0),
         stop: Stop::Duration(Duration::from_millis(500)),
         idle: 6,
@@ -98,12 +98,12 @@ fn tcp_open_loop_with_idle_connections_all_replies_right() {
 #[test]
 fn udp_closed_and_open_loop_against_the_reactor() {
     let server = start(config());
-    let closed = run(&Options {
+    let closed = run(&LoadOptions {
         udp: true,
         ..options(server.addr)
     });
     assert_all_right(&closed);
-    let open = run(&Options {
+    let open = run(&LoadOptions {
         udp: true,
         rate: Some(1_000.0),
         stop: Stop::Duration(Duration::from_millis(300)),
@@ -117,7 +117,7 @@ fn udp_closed_and_open_loop_against_the_reactor() {
 #[test]
 fn connections_spread_over_source_addresses() {
     let server = start(config());
-    let report = run(&Options {
+    let report = run(&LoadOptions {
         connections: 200,
         pipeline: 2,
         sources: Some(4),
@@ -135,7 +135,7 @@ fn wrong_service_makes_every_reply_wrong() {
         service: Service::Echo,
         ..config()
     });
-    let tcp = run(&Options {
+    let tcp = run(&LoadOptions {
         connections: 2,
         pipeline: 1,
         ..options(server.addr)
@@ -146,7 +146,7 @@ fn wrong_service_makes_every_reply_wrong() {
         tcp.tally.wrong, 2,
         "one wrong reply per connection, then it is closed"
     );
-    let udp = run(&Options {
+    let udp = run(&LoadOptions {
         udp: true,
         connections: 2,
         stop: Stop::Requests(50),
@@ -165,7 +165,7 @@ fn refused_connections_are_errors() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let report = run(&Options {
+    let report = run(&LoadOptions {
         connections: 3,
         ..options(addr)
     });

@@ -11,7 +11,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use socklab::config::Config;
+use socklab::server::config::Config;
 use socklab::service::Service;
 
 each_mode! {

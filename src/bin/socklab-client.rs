@@ -11,9 +11,9 @@ use std::time::Duration;
 use clap::Parser;
 use log::error;
 
-use socklab::client::{self, Client, Options};
-use socklab::config::DEFAULT_PORT;
+use socklab::client::{self, Client, ClientOptions};
 use socklab::encoding::Encoding;
+use socklab::net::DEFAULT_PORT;
 use socklab::service::Service;
 
 /// Sends sentences to a socklab server (or any server of the same protocol) and prints the replies.
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = Options {
+    let options = ClientOptions {
         addrs,
         udp: args.udp,
         timeout: Duration::from_secs_f64(args.timeout),

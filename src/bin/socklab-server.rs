@@ -10,9 +10,9 @@ use std::time::Duration;
 use clap::Parser;
 use log::{error, warn};
 
-use socklab::config::{off_if_zero, parse_seconds, Config, DEFAULT_PORT};
 use socklab::encoding::Encoding;
-use socklab::mode::{Mode, Server};
+use socklab::server::config::{off_if_zero, parse_seconds, Config, DEFAULT_PORT};
+use socklab::server::{Mode, Server};
 use socklab::service::Service;
 
 /// The services of the socket tutorials (uppercase, echo, hello), over TCP and UDP on one port, from one mio
@@ -39,7 +39,8 @@ struct Args {
 
     /// What a request becomes. `upper` and `echo` answer the byte stream as it comes, with no framing;
     /// `hello` frames by lines: it sends `Welcome!`, answers each line NAME with `Hello, NAME!`, and closes on
-    /// the line `exit` (over UDP, each datagram is one NAME, with no welcome).
+    /// the line `exit` (over UDP, each datagram is one NAME, with no welcome). A service with no meaning
+    /// over UDP binds no UDP socket.
     #[arg(long, value_enum, default_value_t = Service::Upper)]
     service: Service,
 
@@ -48,7 +49,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Encoding::Utf8, value_name = "ENCODING")]
     encoding: Encoding,
 
-    /// With `hello`: the longest name (line, without its ending) accepted. A longer one gets
+    /// With a line service (`hello`): the longest line (without its ending) accepted. A longer one gets
     /// `ERR line too long` and the connection closes; no connection buffers more than this.
     #[arg(long, default_value_t = Config::default().max_line, value_name = "BYTES")]
     max_line: usize,
@@ -134,9 +135,10 @@ fn main() -> ExitCode {
         error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
+    let udp = args.service.datagrams().is_some();
     println!(
         "{} service={}",
-        socklab::net::listening_line(server.local_addr()),
+        socklab::net::listening_line(server.local_addr(), udp),
         args.service
     );
     match server.run() {

@@ -12,7 +12,7 @@ use log::error;
 
 use socklab::service::Service;
 use socklab::stress::progress::Progress;
-use socklab::stress::{self, Options, Stop};
+use socklab::stress::{self, LoadOptions, Stop};
 
 /// Drives many connections at a socklab server (or any server of the same protocol) from one event loop,
 /// checks every reply byte for byte, and reports throughput and latency percentiles.
@@ -92,7 +92,7 @@ fn seconds(name: &str, value: f64) -> Result<Duration, String> {
     }
 }
 
-fn options(args: &Args) -> Result<Options, String> {
+fn options(args: &Args) -> Result<LoadOptions, String> {
     let addr: SocketAddr = args
         .addr
         .to_socket_addrs()
@@ -104,7 +104,7 @@ fn options(args: &Args) -> Result<Options, String> {
         (None, Some(secs)) => Stop::Duration(seconds("duration", secs)?),
         (None, None) => Stop::Duration(Duration::from_secs(5)),
     };
-    Ok(Options {
+    Ok(LoadOptions {
         addr,
         udp: args.udp,
         connections: args.connections,

@@ -46,7 +46,7 @@ pub enum Stop {
 
 /// Everything one run is asked to do.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct LoadOptions {
     pub addr: SocketAddr,
     pub udp: bool,
     /// Connections (or UDP sockets) that carry requests.
@@ -68,10 +68,10 @@ pub struct Options {
     pub sources: Option<usize>,
 }
 
-impl Default for Options {
+impl Default for LoadOptions {
     fn default() -> Self {
-        Options {
-            addr: SocketAddr::from(([127, 0, 0, 1], crate::config::DEFAULT_PORT)),
+        LoadOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], crate::net::DEFAULT_PORT)),
             udp: false,
             connections: 50,
             pipeline: 1,
@@ -86,7 +86,7 @@ impl Default for Options {
     }
 }
 
-impl Options {
+impl LoadOptions {
     /// Rejects settings no run can honour, with a message for the person who chose them.
     pub fn validate(&self) -> Result<(), String> {
         if self.connections == 0 {
@@ -135,7 +135,7 @@ const LIVE_EVERY: Duration = Duration::from_millis(200);
 
 /// Runs the load described by `options`: checks the system can hold it, connects, runs, drains, reports.
 /// `observer` sees the counts every `LIVE_EVERY`.
-pub fn run(options: &Options, observer: &mut dyn FnMut(&Live)) -> io::Result<Report> {
+pub fn run(options: &LoadOptions, observer: &mut dyn FnMut(&Live)) -> io::Result<Report> {
     options
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -153,7 +153,7 @@ pub fn run(options: &Options, observer: &mut dyn FnMut(&Live)) -> io::Result<Rep
 /// The local addresses connections bind to before connecting, used round-robin. Empty means "let connect
 /// choose", which is best when one address is enough: an explicit bind reserves the port for every
 /// destination, a plain connect shares it.
-fn plan_sources(options: &Options) -> io::Result<Vec<SocketAddr>> {
+fn plan_sources(options: &LoadOptions) -> io::Result<Vec<SocketAddr>> {
     let sockets = options.sockets();
     let loopback_v4 = matches!(options.addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
     let count = options
@@ -291,7 +291,7 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn new(options: &Options) -> Schedule {
+    fn new(options: &LoadOptions) -> Schedule {
         let (limit, end_ns) = match options.stop {
             Stop::Requests(n) => (Some(n), None),
             Stop::Duration(d) => (None, Some(d.as_nanos().min(u64::MAX as u128) as u64)),
@@ -379,10 +379,10 @@ mod tests {
 
     #[test]
     fn open_loop_times_follow_the_rate_not_the_sender() {
-        let options = Options {
+        let options = LoadOptions {
             rate: Some(1000.0),
             stop: Stop::Requests(5),
-            ..Options::default()
+            ..LoadOptions::default()
         };
         let mut s = Schedule::new(&options);
         // At 2.5 ms three requests are due (0, 1, 2 ms), each with its own intended time.
@@ -399,9 +399,9 @@ mod tests {
 
     #[test]
     fn closed_loop_sends_now_until_the_end() {
-        let options = Options {
+        let options = LoadOptions {
             stop: Stop::Duration(Duration::from_millis(10)),
-            ..Options::default()
+            ..LoadOptions::default()
         };
         let mut s = Schedule::new(&options);
         assert_eq!(s.take(7), Some(7));
@@ -412,10 +412,10 @@ mod tests {
 
     #[test]
     fn open_loop_for_one_second_sends_rate_requests() {
-        let options = Options {
+        let options = LoadOptions {
             rate: Some(100.0),
             stop: Stop::Duration(Duration::from_secs(1)),
-            ..Options::default()
+            ..LoadOptions::default()
         };
         let mut s = Schedule::new(&options);
         let mut sent = 0;

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Options, Stop, Tally};
+use super::{LoadOptions, Stop, Tally};
 
 /// The percentiles reported, as (label, quantile).
 const PERCENTILES: [(&str, f64); 4] = [
@@ -20,14 +20,14 @@ const PERCENTILES: [(&str, f64); 4] = [
 /// A finished run: what was asked and what was counted.
 #[derive(Clone, Debug)]
 pub struct Report {
-    pub options: Options,
+    pub options: LoadOptions,
     pub tally: Tally,
     /// The whole run, connecting and draining included.
     pub wall: Duration,
 }
 
 impl Report {
-    pub fn new(options: &Options, tally: Tally, wall: Duration) -> Report {
+    pub fn new(options: &LoadOptions, tally: Tally, wall: Duration) -> Report {
         Report {
             options: options.clone(),
             tally,

@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::payload::{Payloads, VARIANTS};
 use super::timer::{arm_before_poll, Timer, TIMER};
-use super::{nanos, Live, Options, Schedule, Tally, LIVE_EVERY};
+use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
 use crate::net::{interrupted, would_block};
 
 /// Connects in progress at once.
@@ -225,7 +225,7 @@ fn open(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
 
 /// The whole TCP run: connect, load, drain.
 pub(super) fn run(
-    options: &Options,
+    options: &LoadOptions,
     sources: &[SocketAddr],
     observer: &mut dyn FnMut(&Live),
 ) -> io::Result<Tally> {

@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::payload::{Payloads, MAX_SIZE, VARIANTS};
 use super::timer::{arm_before_poll, Timer, TIMER};
-use super::{nanos, Live, Options, Schedule, Tally, LIVE_EVERY};
+use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
 use crate::net::{interrupted, would_block};
 
 const EVENTS_CAPACITY: usize = 1024;
@@ -151,7 +151,7 @@ fn bind(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<UdpSocket> {
 
 /// The whole UDP run: bind and connect every socket, load, drain.
 pub(super) fn run(
-    options: &Options,
+    options: &LoadOptions,
     sources: &[SocketAddr],
     observer: &mut dyn FnMut(&Live),
 ) -> io::Result<Tally> {

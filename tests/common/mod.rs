@@ -13,26 +13,26 @@ macro_rules! each_mode {
             #[allow(unused_imports)]
             use super::*;
 
-            fn run($mode: socklab::mode::Mode) $body
+            fn run($mode: socklab::server::Mode) $body
 
             #[test]
             fn reactor() {
-                run(socklab::mode::Mode::Reactor)
+                run(socklab::server::Mode::Reactor)
             }
 
             #[test]
             fn blocking() {
-                run(socklab::mode::Mode::Blocking)
+                run(socklab::server::Mode::Blocking)
             }
 
             #[test]
             fn threads() {
-                run(socklab::mode::Mode::Threads)
+                run(socklab::server::Mode::Threads)
             }
 
             #[test]
             fn busy_poll() {
-                run(socklab::mode::Mode::BusyPoll)
+                run(socklab::server::Mode::BusyPoll)
             }
         }
     };
@@ -45,9 +45,9 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use socklab::config::Config;
-use socklab::mode::{Mode, Server, ShutdownHandle};
-use socklab::reactor::Summary;
+use socklab::server::config::Config;
+use socklab::server::Summary;
+use socklab::server::{Mode, Server, ShutdownHandle};
 
 /// Generous: tests assert correctness, not speed, on a shared two-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -326,6 +326,7 @@ pub fn faulty_server(fault: Fault) -> SocketAddr {
 
 fn serve_faulty(mut stream: TcpStream, fault: Fault) {
     let mut session = socklab::service::Service::Upper.session();
+    let clock = socklab::service::Clock::new();
     let mut buf = [0u8; 4096];
     let mut reply = Vec::new();
     let mut offset = 0usize;
@@ -338,7 +339,7 @@ fn serve_faulty(mut stream: TcpStream, fault: Fault) {
         match fault {
             Fault::Echo => reply.extend_from_slice(&buf[..n]),
             _ => {
-                session.feed(&buf[..n], &mut reply);
+                session.feed(&clock, &buf[..n], &mut reply);
             }
         }
         let range = offset..offset + reply.len();
@@ -443,20 +444,24 @@ pub fn feed_in_pieces(
 ) -> Vec<u8> {
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     cuts.sort_unstable();
+    let clock = socklab::service::Clock::new();
     let mut out = Vec::new();
     session.greeting(&mut out);
     let mut from = 0;
     for cut in cuts.into_iter().chain([input.len()]) {
         let bound = session.max_output(cut - from);
         let before = out.len();
-        session.feed(&input[from..cut], &mut out);
+        let step = session.feed(&clock, &input[from..cut], &mut out);
         assert!(
             out.len() - before <= bound,
             "a piece's reply passed the session's bound"
         );
+        if step == socklab::service::Step::Close {
+            return out;
+        }
         from = cut;
     }
-    session.finish(&mut out);
+    session.finish(&clock, &mut out);
     out
 }
 

@@ -1,21 +1,50 @@
-//! The four ways `socklab-server` can serve the same service, and one [`Server`] that runs any of them, so
-//! the binary and the tests pick a mode with a value rather than a type. `--mode` on the command line.
+//! The server: four ways to wait for clients, and everything they share, written once. `--mode` picks one;
+//! [`Server`] runs any of them, so the binary and the tests pick a mode with a value rather than a type.
 //! What each costs, measured: `docs/02-blocking.md`, `docs/03-busy-poll.md`, `docs/modes-results.md`.
 //!
 //! | mode | model | threads |
 //! |---|---|---|
-//! | `reactor` | one `mio::Poll`: wait for readiness, then serve what is ready (`reactor.rs`) | 1 |
-//! | `blocking` | the tutorials' iterative server: one TCP client at a time (`blocking.rs`) | 3 (+1 for signals) |
-//! | `threads` | `ThreadingTCPServer`: a thread per TCP client (`threaded.rs`) | 3 + clients (+1) |
-//! | `busy-poll` | non-blocking sockets tried in a loop, never waiting (`busy_poll.rs`) | 1 |
+//! | `reactor` | one `mio::Poll`: wait for readiness, then serve what is ready ([`reactor`]) | 1 |
+//! | `blocking` | the tutorials' iterative server: one TCP client at a time ([`blocking`]) | 3 (+1 for signals) |
+//! | `threads` | `ThreadingTCPServer`: a thread per TCP client ([`threaded`]) | 3 + clients (+1) |
+//! | `busy-poll` | non-blocking sockets tried in a loop, never waiting ([`busy_poll`]) | 1 |
+//!
+//! What they share, one file per idea:
+//!
+//! - [`conversation`]: what a read means and how a connection ends (FIN, then linger), for every mode;
+//! - [`outbox`]: write a reply at once, buffer only what the kernel did not take;
+//! - [`datagrams`]: UDP in batches for the single-threaded modes;
+//! - [`shutdown`]: the deadline, the signals' names, and the rule that a second signal exits at once;
+//! - [`sockets`]: check the configuration, then bind; what every accepted connection gets; the refusal;
+//! - [`limits`]: the shared constants, each with its reason; [`config`]: the flags; [`stats`]: the
+//!   counters and the [`Summary`] every mode returns.
+//!
+//! A request's bytes go from the socket (the mode's file) to the [`conversation`], through the service
+//! (`crate::service`), and back out through the [`outbox`].
+
+pub mod blocking;
+pub mod busy_poll;
+pub mod config;
+pub mod conversation;
+pub mod datagrams;
+pub mod limits;
+pub mod outbox;
+pub mod reactor;
+pub mod shutdown;
+pub mod sockets;
+pub mod stats;
+pub mod threaded;
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use crate::config::Config;
-use crate::reactor::Summary;
-use crate::{blocking, busy_poll, reactor, threaded};
+use self::blocking::Blocking;
+use self::busy_poll::BusyPoll;
+use self::config::Config;
+use self::reactor::Reactor;
+pub use self::stats::Summary;
+use self::threaded::Threaded;
 
 /// How a server waits for its clients.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -58,24 +87,24 @@ impl fmt::Display for Mode {
     }
 }
 
-/// A bound server of any mode. The same calls as the reactor's `Server`: [`Server::bind`],
-/// [`Server::local_addr`], [`Server::shutdown_handle`], [`Server::catch_signals`], [`Server::run`].
+/// A bound server of any mode: [`Server::bind`], [`Server::local_addr`], [`Server::shutdown_handle`],
+/// [`Server::catch_signals`], [`Server::run`].
 pub enum Server {
     // Boxed (here and busy-poll): they carry buffers inline and would make every variant as large.
-    Reactor(Box<reactor::Server>),
-    Blocking(blocking::Server),
-    Threads(threaded::Server),
-    BusyPoll(Box<busy_poll::Server>),
+    Reactor(Box<Reactor>),
+    Blocking(Blocking),
+    Threads(Threaded),
+    BusyPoll(Box<BusyPoll>),
 }
 
 impl Server {
-    /// Binds both sockets for `mode`. Port 0 picks a free port, the same for TCP and UDP.
+    /// Binds the sockets for `mode`. Port 0 picks a free port, the same for TCP and UDP.
     pub fn bind(mode: Mode, config: Config) -> io::Result<Server> {
         Ok(match mode {
-            Mode::Reactor => Server::Reactor(Box::new(reactor::Server::bind(config)?)),
-            Mode::Blocking => Server::Blocking(blocking::Server::bind(config)?),
-            Mode::Threads => Server::Threads(threaded::Server::bind(config)?),
-            Mode::BusyPoll => Server::BusyPoll(Box::new(busy_poll::Server::bind(config)?)),
+            Mode::Reactor => Server::Reactor(Box::new(Reactor::bind(config)?)),
+            Mode::Blocking => Server::Blocking(Blocking::bind(config)?),
+            Mode::Threads => Server::Threads(Threaded::bind(config)?),
+            Mode::BusyPoll => Server::BusyPoll(Box::new(BusyPoll::bind(config)?)),
         })
     }
 
@@ -88,7 +117,7 @@ impl Server {
         }
     }
 
-    /// The address both sockets are bound to (with the real port when the config asked for port 0).
+    /// The address the sockets are bound to (with the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         match self {
             Server::Reactor(s) => s.local_addr(),
@@ -119,7 +148,7 @@ impl Server {
         }
     }
 
-    /// Serves until a shutdown has flushed every connection or passed its deadline.
+    /// Serves until a shutdown has delivered what every connection is owed or passed its deadline.
     pub fn run(self) -> io::Result<Summary> {
         match self {
             Server::Reactor(s) => (*s).run(),

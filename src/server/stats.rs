@@ -1,11 +1,20 @@
-//! Counters a server keeps while it runs and logs as a one-line summary when it stops. Plain integers: the
-//! reactor and busy-poll are one thread, so there is nothing to synchronise; the blocking modes count per
-//! thread and add each thread's counts up with [`Stats::add`] when it ends.
+//! Counters a server keeps while it runs and logs as a one-line summary when it stops, and the [`Summary`]
+//! every mode returns. Plain integers: the reactor and busy-poll are one thread, so there is nothing to
+//! synchronise; the blocking modes count per thread and add each thread's counts up with [`Stats::add`]
+//! when it ends.
 //!
 //! Walk-through: `docs/09-running.md`.
 
 use std::fmt;
-use std::time::Instant;
+
+/// How a run ended, whichever the mode.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// What the server did.
+    pub stats: Stats,
+    /// A second signal arrived during shutdown: the server stopped without delivering what it owed.
+    pub forced: bool,
+}
 
 /// What a server did, counted as it happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,24 +48,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Whether a shutdown under way is over: every connection has flushed (`open` is 0), or the deadline
-    /// has passed, in which case the connections still open are counted as dropped. The last stage of the
-    /// reactor's turn and of busy-poll's sweep; `None` (no shutdown) is never over.
-    pub fn shutdown_over(&mut self, deadline: Option<Instant>, open: usize) -> bool {
-        let Some(deadline) = deadline else {
-            return false;
-        };
-        if open == 0 {
-            return true;
-        }
-        if Instant::now() < deadline {
-            return false;
-        }
-        self.dropped_at_shutdown = open as u64;
-        log::warn!("shutdown deadline passed: dropping {open} connections with replies unsent");
-        true
-    }
-
     /// Adds another counter set (one thread's) to this one; `peak_pending` takes the larger.
     pub fn add(&mut self, other: &Stats) {
         self.accepted += other.accepted;

@@ -4,32 +4,42 @@
 //!
 //! ```text
 //!  1 poll ─► 2 dispatch by token ─┬─► 3 accept until WouldBlock
-//!                                 ├─► 4 datagrams until WouldBlock
+//!                                 ├─► 4 datagrams until WouldBlock                      (../datagrams.rs)
 //!                                 ├─► 5 read → service → write  ─► 6 WRITABLE on/off   (connection.rs)
 //!                                 └─► signals, wake-up          ─► 10 shutdown
-//!  7 revisit work left by budgets ─► 8 reap closed connections ─► 9 timers ─► back to 1
+//!  7 revisit work left by budgets ─► 8 reap closed connections ─► 9 timers ─► back to 1  (timers.rs)
 //! ```
 //!
 //! Connections live in a [`Slab`]; a connection's key plus [`FIRST_CONNECTION`] is its mio [`Token`].
+//! What a read means and how a connection ends is shared with every mode (`../conversation.rs`); this
+//! folder adds only what readiness needs.
 
-use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+pub mod connection;
+pub mod timers;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::config::{self, Config};
-use crate::connection::{Buffers, Connection, Context, Phase, Progress};
-use crate::datagrams::{Answered, Batch};
-use crate::net::{interrupted, would_block, Sockets};
-use crate::stats::Stats;
-use crate::timers::Timers;
+use self::connection::{Buffers, Connection, Context, Progress};
+use self::timers::Timers;
+use super::config::Config;
+use super::datagrams::{Answered, Batch};
+use super::limits::{deadline_after, ACCEPT_BUDGET, ACCEPT_PAUSE, DATAGRAM_BUDGET};
+use super::shutdown::{plural, signal_name, Shutdown, Verdict, SIGNALS as HANDLED};
+use super::sockets::{self, prepare_accepted, refuse};
+use super::stats::{Stats, Summary};
+use crate::net::{interrupted, would_block};
+use crate::service::Clock;
 
 /// The TCP listener.
 pub const LISTENER: Token = Token(0);
@@ -42,32 +52,15 @@ pub const WAKER: Token = Token(3);
 /// Connection tokens start here: token = slab key + `FIRST_CONNECTION`.
 pub const FIRST_CONNECTION: usize = 4;
 
-/// Connections accepted in one turn before the others get theirs.
-const ACCEPT_BUDGET: usize = 256;
-/// Datagrams answered in one turn before the others get theirs.
-const DATAGRAM_BUDGET: usize = 256;
 /// Readiness events taken from one poll.
 const EVENTS_CAPACITY: usize = 1024;
-/// How long accepting pauses when the process is out of descriptors, unless a connection closes sooner.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The UDP receive buffer asked for (the kernel caps it at `net.core.rmem_max`). The default, about 200 KiB,
 /// holds only about 200 small datagrams, because each costs the kernel about 1 KiB however small it is: 50
 /// clients with 8 requests in flight lost about 200 of their first 400 requests to it (`RcvbufErrors` in
 /// `/proc/net/snmp`). It is a limit, not an allocation: an idle socket costs nothing more.
 const UDP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
-/// What a client over `--max-connections` is told before it is closed.
-const TOO_MANY: &[u8] = b"ERR too many connections\n";
 
-/// How a run ended.
-#[derive(Clone, Debug)]
-pub struct Summary {
-    /// What the server did.
-    pub stats: Stats,
-    /// A second signal arrived during shutdown: the server stopped without flushing.
-    pub forced: bool,
-}
-
-/// Asks a running server, from any thread, to shut down as SIGTERM would.
+/// Asks a running reactor, from any thread, to shut down as SIGTERM would.
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<Waker>);
 
@@ -78,14 +71,14 @@ impl ShutdownHandle {
     }
 }
 
-/// The reactor server. [`Server::bind`], then [`Server::run`] until shut down.
-pub struct Server {
+/// The reactor server. [`Reactor::bind`], then [`Reactor::run`] until shut down.
+pub struct Reactor {
     poll: Poll,
     config: Config,
     local_addr: SocketAddr,
     /// `None` once shutdown has begun: new connections are refused by the kernel.
     listener: Option<TcpListener>,
-    /// `None` once shutdown has begun.
+    /// `None` once shutdown has begun, and for a TCP-only service.
     udp: Option<UdpSocket>,
     signals: Option<Signals>,
     waker: Arc<Waker>,
@@ -102,52 +95,44 @@ pub struct Server {
     /// Slab keys closed this turn. They are freed only at its end, so no key is reused while events from
     /// this turn's batch, possibly for the closed connection, are still being dispatched.
     reap: Vec<usize>,
-    /// When shutdown began, the moment it gives up on unflushed replies.
-    deadline: Option<Instant>,
-    signals_seen: usize,
-    /// Idle, minimum-rate and write deadlines of every connection (stage 9).
+    shutdown: Shutdown,
+    /// Idle, minimum-rate, write, linger and session deadlines of every connection (stage 9).
     timers: Timers,
     /// Out of descriptors: no accept until then (or until a connection closes and frees one).
     accept_paused_until: Option<Instant>,
     /// The most connections served at once; the next client is refused.
-    max_connections: usize,
+    connection_cap: usize,
     /// Serial number of the next connection, for its timers.
     next_id: u64,
     /// When this turn began; every deadline set during the turn counts from it.
-    now: Instant,
+    clock: Clock,
 }
 
-impl Server {
-    /// Binds the TCP listener and the UDP socket (one port for both) and sets up the poll.
-    pub fn bind(config: Config) -> io::Result<Server> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let sockets = Sockets::bind(SocketAddr::new(config.bind, config.port))?;
-        let local_addr = sockets.local_addr()?;
-        sockets.tcp.set_nonblocking(true)?;
-        sockets.udp.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(sockets.tcp);
-        if let Err(e) =
-            socket2::SockRef::from(&sockets.udp).set_recv_buffer_size(UDP_RECEIVE_BUFFER)
-        {
-            debug!("udp: cannot enlarge the receive buffer: {e}");
-        }
-        let mut udp = UdpSocket::from_std(sockets.udp);
-
+impl Reactor {
+    /// Binds the TCP listener and, for a service that answers datagrams, the UDP socket (one port for
+    /// both), and sets up the poll.
+    pub fn bind(config: Config) -> io::Result<Reactor> {
+        let bound = sockets::bind(&config)?;
+        bound.tcp.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(bound.tcp);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        poll.registry()
-            .register(&mut udp, UDP, Interest::READABLE)?;
+        if let Some(udp) = &bound.udp {
+            udp.set_nonblocking(true)?;
+            if let Err(e) = socket2::SockRef::from(udp).set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+                debug!("udp: cannot enlarge the receive buffer: {e}");
+            }
+            poll.registry()
+                .register(&mut SourceFd(&udp.as_raw_fd()), UDP, Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let max_connections = config::max_connections(&config);
-        Ok(Server {
+        let connection_cap = config.connection_cap();
+        Ok(Reactor {
             poll,
-            config,
-            local_addr,
+            local_addr: bound.local_addr,
             listener: Some(listener),
-            udp: Some(udp),
+            udp: bound.udp,
             signals: None,
             waker,
             connections: Slab::new(),
@@ -158,22 +143,17 @@ impl Server {
             listener_queued: false,
             udp_queued: false,
             reap: Vec::new(),
-            deadline: None,
-            signals_seen: 0,
+            shutdown: Shutdown::new(config.shutdown_timeout),
             timers: Timers::default(),
             accept_paused_until: None,
-            max_connections,
+            connection_cap,
             next_id: 0,
-            now: Instant::now(),
+            clock: Clock::new(),
+            config,
         })
     }
 
-    /// The most TCP connections this server serves at once.
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-
-    /// The address both sockets are bound to (with the real port when the config asked for port 0).
+    /// The address the sockets are bound to (with the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -186,7 +166,7 @@ impl Server {
     /// Handles SIGINT and SIGTERM inside the poll: the first starts a graceful shutdown, the second ends the
     /// run at once. Only a program that owns its process (the binary) should call this.
     pub fn catch_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new(HANDLED)?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -194,11 +174,18 @@ impl Server {
         Ok(())
     }
 
-    /// Runs the loop until a shutdown has flushed every connection or passed its deadline.
+    /// Runs the loop until a shutdown has delivered what every connection is owed or passed its deadline.
     pub fn run(mut self) -> io::Result<Summary> {
+        let over = if self.udp.is_some() {
+            "tcp and udp"
+        } else {
+            "tcp"
+        };
         info!(
-            "serving {} over tcp and udp on {} (1 thread, mio reactor, at most {} connections)",
-            self.config.service, self.local_addr, self.max_connections
+            "serving {} over {over} on {} (1 thread, mio reactor, at most {})",
+            self.config.service,
+            self.local_addr,
+            plural(self.connection_cap, "connection", "connections")
         );
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut revisiting = Vec::new();
@@ -206,7 +193,11 @@ impl Server {
             // 1. Poll. Wait for readiness, but not past the next deadline, and not at all if a budget left
             //    work over from the last turn.
             let timeout = if self.revisit.is_empty() {
-                let next = [self.deadline, self.timers.next(), self.accept_paused_until];
+                let next = [
+                    self.shutdown.deadline(),
+                    self.timers.next(),
+                    self.accept_paused_until,
+                ];
                 next.into_iter()
                     .flatten()
                     .min()
@@ -220,7 +211,7 @@ impl Server {
                 }
                 return Err(e);
             }
-            self.now = Instant::now();
+            let now = self.clock.tick();
 
             // 2. Dispatch each event by its token.
             for event in events.iter() {
@@ -232,7 +223,11 @@ impl Server {
                             return Ok(self.stop(true));
                         }
                     }
-                    WAKER => self.begin_shutdown("shutdown requested"),
+                    WAKER => {
+                        if self.shutdown.request(now) == Verdict::Begin {
+                            self.begin_shutdown("shutdown requested");
+                        }
+                    }
                     token => self.connection_event(token, event),
                 }
             }
@@ -253,7 +248,7 @@ impl Server {
                         let key = token.0 - FIRST_CONNECTION;
                         if let Some(conn) = self.connections.get_mut(key) {
                             conn.queued = false;
-                            if conn.phase() != Phase::Closed {
+                            if !conn.is_closed() {
                                 self.drive(key);
                             }
                         }
@@ -265,19 +260,15 @@ impl Server {
             //    accepting was paused for lack of descriptors, there are some again.
             self.reap();
 
-            // 9. Timers: connections whose idle, minimum-rate or write deadline came due; accepting that
-            //    paused for lack of descriptors.
+            // 9. Timers: connections whose deadlines came due; accepting that paused for lack of descriptors.
             self.expire_timers();
-            if self
-                .accept_paused_until
-                .is_some_and(|until| until <= self.now)
-            {
+            if self.accept_paused_until.is_some_and(|until| until <= now) {
                 self.resume_accepting();
             }
-            // 10. Shutdown: done when every connection has flushed, or when the deadline passes.
+            // 10. Shutdown: done when every connection has finished, or when the deadline passes.
             if self
-                .stats
-                .shutdown_over(self.deadline, self.connections.len())
+                .shutdown
+                .over(Instant::now(), self.connections.len(), &mut self.stats)
             {
                 return Ok(self.stop(false));
             }
@@ -305,45 +296,43 @@ impl Server {
                     // on it. Pause until a connection closes or a short timer runs out (stage 8 or 9).
                     warn!("accept failed: {e}; pausing accepts until a descriptor frees up");
                     self.stats.accept_pauses += 1;
-                    self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
+                    self.accept_paused_until = Some(deadline_after(self.clock.now(), ACCEPT_PAUSE));
                     return;
                 }
             }
         }
-        if !self.listener_queued {
-            self.listener_queued = true;
-            self.revisit.push(LISTENER);
-        }
+        self.revisit_later(LISTENER);
     }
 
     fn resume_accepting(&mut self) {
         self.accept_paused_until = None;
         // Clients that queued meanwhile raised no new edge: look now.
-        if !self.listener_queued {
-            self.listener_queued = true;
-            self.revisit.push(LISTENER);
+        self.revisit_later(LISTENER);
+    }
+
+    /// Puts the listener or the UDP socket on the revisit list (stage 7), once.
+    fn revisit_later(&mut self, token: Token) {
+        let queued = match token {
+            LISTENER => &mut self.listener_queued,
+            _ => &mut self.udp_queued,
+        };
+        if !*queued {
+            *queued = true;
+            self.revisit.push(token);
         }
     }
 
     fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.connections.len() >= self.max_connections {
-            // Over the cap: say so in one line and close. The socket is new, so its send buffer is empty and
-            // takes the line whole; whatever the client sent is read first, so closing sends FIN, not RST.
+        if self.connections.len() >= self.connection_cap {
+            // Over the cap: say so in one line and close.
             self.stats.refused += 1;
-            debug!(
-                "{peer}: refused, {} connections already",
-                self.connections.len()
-            );
-            let _ = stream.write(TOO_MANY);
-            let _ = stream.read(&mut self.buffers.input);
+            refuse(socket2::SockRef::from(&stream), peer);
             return;
         }
-        // Replies are small and answer a request: send them now, not after Nagle's delay.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("{peer}: cannot set TCP_NODELAY: {e}");
-        }
+        prepare_accepted(&stream, peer);
         let entry = self.connections.vacant_entry();
-        let token = Token(entry.key() + FIRST_CONNECTION);
+        let key = entry.key();
+        let token = Token(key + FIRST_CONNECTION);
         if let Err(e) = self
             .poll
             .registry()
@@ -352,15 +341,15 @@ impl Server {
             warn!("{peer}: cannot register connection: {e}");
             return;
         }
-        let key = entry.key();
         self.next_id += 1;
+        let session = self.config.session();
         let conn = entry.insert(Connection::new(
             stream,
             token,
             self.next_id,
             peer,
-            self.config.session(),
-            self.now,
+            session,
+            self.clock.now(),
         ));
         conn.schedule(&self.config, &mut self.timers);
         self.stats.accepted += 1;
@@ -368,25 +357,23 @@ impl Server {
         // The greeting, if the service has one, goes out now, before anything is read.
         let (conn, mut cx) = self.connection_and_context(key);
         let progress = conn.greet(&mut cx);
-        self.settle(key, progress);
+        self.act_on(key, progress);
     }
 
     /// Stage 4. Answer datagrams until `WouldBlock`: one reply datagram per datagram, to its sender, read
-    /// and sent in batches (`src/datagrams.rs`).
+    /// and sent in batches (`../datagrams.rs`).
     fn answer_datagrams(&mut self) {
         let Some(udp) = &self.udp else {
             return;
         };
-        let mut answered = 0;
-        while answered < DATAGRAM_BUDGET {
-            match self.datagrams.answer(udp, &self.config, &mut self.stats) {
-                Answered::Drained(_) => return,
-                Answered::More(n) => answered += n.max(1),
-            }
-        }
-        if !self.udp_queued {
-            self.udp_queued = true;
-            self.revisit.push(UDP);
+        let answered = self.datagrams.answer_until_drained(
+            udp,
+            &self.config,
+            &mut self.stats,
+            DATAGRAM_BUDGET,
+        );
+        if let Answered::More(_) = answered {
+            self.revisit_later(UDP);
         }
     }
 
@@ -397,9 +384,9 @@ impl Server {
         };
         match self.connections.get_mut(key) {
             // Closed earlier in this batch: the event was for it, and its slot is not reused until stage 8.
-            Some(conn) if conn.phase() == Phase::Closed => {}
+            Some(conn) if conn.is_closed() => {}
             Some(conn) => {
-                conn.note(event);
+                conn.take_readiness(event);
                 self.drive(key);
             }
             None => {}
@@ -410,41 +397,41 @@ impl Server {
     fn drive(&mut self, key: usize) {
         let (conn, mut cx) = self.connection_and_context(key);
         let progress = conn.drive(&mut cx);
-        self.settle(key, progress);
+        self.act_on(key, progress);
     }
 
-    /// What a connection's progress asks of the loop: a revisit next turn, or closing it.
     /// One connection and what it borrows from the reactor while it is driven (`Context`): the borrow of
     /// the slab and of the other fields, split so both can be used at once.
     fn connection_and_context(&mut self, key: usize) -> (&mut Connection, Context<'_>) {
-        let Server {
+        let Reactor {
             poll,
             connections,
             buffers,
             stats,
             config,
             timers,
-            now,
-            deadline,
+            clock,
+            shutdown,
             ..
         } = self;
         let cx = Context {
             registry: poll.registry(),
-            now: *now,
+            clock,
             timers,
             buffers,
             stats,
             config,
-            draining: deadline.is_some(),
+            deadline: shutdown.deadline(),
         };
         (&mut connections[key], cx)
     }
 
-    fn settle(&mut self, key: usize, progress: Progress) {
-        let conn = &mut self.connections[key];
+    /// What a connection's progress asks of the loop: a revisit next turn, or closing it.
+    fn act_on(&mut self, key: usize, progress: Progress) {
         match progress {
             Progress::Idle => {}
             Progress::MoreToRead => {
+                let conn = &mut self.connections[key];
                 if !conn.queued {
                     conn.queued = true;
                     self.revisit.push(Token(key + FIRST_CONNECTION));
@@ -463,20 +450,24 @@ impl Server {
         self.stats.closed += 1;
     }
 
-    /// Stage 9 for connections: close those whose deadline passed, reschedule the others.
+    /// Stage 9 for connections: close those whose deadline passed, tell sessions whose own deadline
+    /// passed, reschedule the others.
     fn expire_timers(&mut self) {
-        while let Some(check) = self.timers.pop_due(self.now) {
+        let now = self.clock.now();
+        while let Some(check) = self.timers.pop_due(now) {
             let key = check.token.0 - FIRST_CONNECTION;
             let Some(conn) = self.connections.get_mut(key) else {
                 continue;
             };
-            if conn.id() != check.id || conn.phase() == Phase::Closed {
+            if conn.id() != check.id || conn.is_closed() {
                 continue;
             }
-            if let Err(why) = conn.on_check(check.at, self.now, &self.config, &mut self.timers) {
+            let (conn, mut cx) = self.connection_and_context(key);
+            let progress = conn.on_check(check.at, &mut cx);
+            if let Progress::Done(_) = progress {
                 self.stats.timed_out += 1;
-                self.close(key, why);
             }
+            self.act_on(key, progress);
         }
         // Timer closes are reaped now rather than next turn, so their descriptors free up at once.
         self.reap();
@@ -506,55 +497,49 @@ impl Server {
         let Some(signals) = &mut self.signals else {
             return false;
         };
-        let mut names = Vec::new();
-        for signal in signals.pending() {
-            names.push(if signal == SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            });
+        // At most two matter; collected first because handling one borrows the whole reactor.
+        let mut names = [None; 2];
+        for (slot, signal) in names.iter_mut().zip(signals.pending()) {
+            *slot = Some(signal_name(signal));
         }
-        for name in names {
-            self.signals_seen += 1;
-            if self.signals_seen > 1 {
-                warn!("{name} again: exiting now, without waiting for replies to flush");
-                return true;
+        for name in names.into_iter().flatten() {
+            match self.shutdown.signal(name, self.clock.now()) {
+                Verdict::Now => return true,
+                Verdict::Begin => self.begin_shutdown(name),
+                Verdict::Already => {}
             }
-            self.begin_shutdown(name);
         }
         false
     }
 
-    /// Stage 10. Stop accepting, stop taking datagrams, and close every connection with nothing in flight. The
-    /// others finish what they have been sent, then close; the deadline cuts off those that do not.
+    /// Stage 10. Stop accepting and taking datagrams, and stop reading every connection: each delivers what
+    /// it owes for what it has read, then closes (FIN, linger), by the deadline at the latest.
     fn begin_shutdown(&mut self, why: &str) {
-        if self.deadline.is_some() {
-            return;
-        }
-        self.deadline = Some(Instant::now() + self.config.shutdown_timeout);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        if let Some(mut udp) = self.udp.take() {
-            let _ = self.poll.registry().deregister(&mut udp);
+        if let Some(udp) = self.udp.take() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&udp.as_raw_fd()));
         }
-        // A connection that looks quiet is driven once more, reading until `WouldBlock`: a request that arrived
-        // after its last short read is answered rather than reset. Those still quiet close in `drive`.
-        let quiet: Vec<usize> = self
+        let open: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, conn)| conn.phase() == Phase::Open && conn.is_quiet())
+            .filter(|(_, conn)| !conn.is_closed())
             .map(|(key, _)| key)
             .collect();
-        for key in quiet {
-            self.connections[key].look_again();
-            self.drive(key);
-        }
-        let busy = self.connections.len() - self.reap.len();
         info!(
-            "{why}: shutting down; flushing {busy} busy connections (at most {:?})",
-            self.config.shutdown_timeout
+            "{why}: shutting down; delivering what {} are owed (at most {:?})",
+            plural(open.len(), "connection is", "connections are"),
+            self.shutdown.timeout()
         );
+        for key in open {
+            let (conn, mut cx) = self.connection_and_context(key);
+            let progress = conn.stop_reading(&mut cx);
+            self.act_on(key, progress);
+        }
     }
 
     fn stop(self, forced: bool) -> Summary {

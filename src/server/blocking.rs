@@ -5,8 +5,9 @@
 //!
 //! This file also holds what the two blocking modes share (`--mode threads` is in `threaded.rs`):
 //!
-//! - [`serve_connection`]: one TCP connection, start to end: read, [`Session::feed`](crate::service::Session::feed), `write_all`. Compare
-//!   its length with the reactor's `connection.rs`: the blocking calls keep the state for us.
+//! - [`serve_connection`]: one TCP connection, start to end, in blocking calls, on the same
+//!   [`Conversation`] every mode uses. Compare its length with the reactor's `connection.rs`: the blocking
+//!   calls keep the state for us.
 //! - [`serve_udp`]: the UDP thread's loop, one `recv_from` and one `send_to` per datagram.
 //! - [`Shared`]: what the threads share: the config, the counters, the open connections, and the supervisor
 //!   that turns a signal or a [`ShutdownHandle`] into a shutdown with a deadline.
@@ -14,75 +15,67 @@
 //! # How blocking threads are stopped
 //! A thread inside a blocking call cannot also wait for "please stop". So:
 //! - the listener is shut down from the supervising thread (`shutdown(SHUT_RD)` on a listening socket: Linux
-//!   stops listening, resets connections still queued, and wakes a thread blocked in `accept`);
-//! - reads (TCP and UDP) wait at most [`TICK`], then look at the stop flag: a connection with nothing to
-//!   read once shutdown has begun is finished, exactly as the reactor closes a quiet connection. (Shutting
-//!   the read side of a connection instead would also wake the read, but Linux then discards bytes the
-//!   client has sent and we have not read yet: replies that were due would be lost.)
-//! - a thread blocked in `write_all` because its client does not read is cut at the deadline by
+//!   stops listening, resets connections still queued, which were never read from and are owed nothing, and
+//!   wakes a thread blocked in `accept`);
+//! - reads (TCP and UDP) wait at most [`TICK`], then look at the stop flag: a connection stops reading,
+//!   delivers what it owes, sends FIN and lingers, exactly as in the reactor. (Shutting the read side of a
+//!   connection instead would also wake the read, but Linux then discards bytes the client has sent and we
+//!   have not read yet, and answers more with a reset.)
+//! - a thread blocked in a write because its client does not read is cut at the deadline by
 //!   `shutdown(Both)` on its socket from the supervising thread; the write fails at once.
-//!
-//! The supervisor then returns without waiting for stragglers, so no thread keeps the process alive past
-//! the deadline.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{self, Read};
+use std::net::{Shutdown as Both, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use slab::Slab;
 
-use crate::config::Config;
-use crate::net::{interrupted, would_block, Sockets};
-use crate::reactor::Summary;
-use crate::service::Step;
-use crate::stats::Stats;
-
-/// The longest a blocking read waits before its thread looks at the stop flag. It bounds how long a quiet
-/// connection or the UDP thread takes to notice a shutdown; it costs an idle thread ten wake-ups a second.
-pub const TICK: Duration = Duration::from_millis(100);
-
-/// Bytes one blocking read asks for. Every connection thread owns its buffer, so it is smaller than the
-/// reactor's single shared 64 KiB one.
-pub const READ_SIZE: usize = 16 * 1024;
-
-/// Largest UDP datagram (65,507 bytes over IPv4, 65,527 over IPv6) fits.
-const DATAGRAM_SIZE: usize = 64 * 1024;
-
-/// How long a connection the service closed waits for the client's FIN before giving up (see `linger`).
-const LINGER: Duration = Duration::from_secs(2);
+use super::config::Config;
+use super::conversation::{Conversation, Phase};
+use super::limits::{DATAGRAM_BUFFER, THREAD_READ_SIZE, TICK};
+use super::shutdown::{plural, signal_name, Shutdown, Verdict, SIGNALS};
+use super::sockets::{self, prepare_accepted, Bound};
+use super::stats::{Stats, Summary};
+use crate::net::{interrupted, timed_out};
+use crate::service::Clock;
 
 /// After the deadline has cut the connections, how long the supervisor lets their threads count themselves
-/// closed before it returns anyway.
-const GRACE: Duration = Duration::from_millis(500);
+/// closed before it returns anyway. A cut socket fails the thread's call at once, so this is only for
+/// threads that were not in a socket call at that moment.
+const GRACE: Duration = Duration::from_millis(100);
 
-/// The blocking server. [`Server::bind`], then [`Server::run`] until shut down.
-pub struct Server {
+/// The blocking server. [`Blocking::bind`], then [`Blocking::run`] until shut down.
+pub struct Blocking {
     shared: Arc<Shared>,
     listener: Arc<TcpListener>,
-    udp: UdpSocket,
+    udp: Option<UdpSocket>,
     signals: Option<Signals>,
 }
 
-impl Server {
-    /// Binds the TCP listener and the UDP socket (one port for both). They stay blocking.
-    pub fn bind(config: Config) -> io::Result<Server> {
-        let (shared, sockets) = Shared::bind(config)?;
-        Ok(Server {
-            shared,
-            listener: Arc::new(sockets.tcp),
-            udp: sockets.udp,
+impl Blocking {
+    /// Binds the TCP listener and, for a service that answers datagrams, the UDP socket (one port for
+    /// both). They stay blocking.
+    pub fn bind(config: Config) -> io::Result<Blocking> {
+        let Bound {
+            tcp,
+            udp,
+            local_addr,
+        } = sockets::bind(&config)?;
+        Ok(Blocking {
+            shared: Shared::new(config, local_addr),
+            listener: Arc::new(tcp),
+            udp,
             signals: None,
         })
     }
 
-    /// The address both sockets are bound to.
+    /// The address the sockets are bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
     }
@@ -98,7 +91,7 @@ impl Server {
 
     /// Handles SIGINT and SIGTERM as the reactor does, through a signal thread (see the module docs).
     pub fn catch_signals(&mut self) -> io::Result<()> {
-        self.signals = Some(Signals::new([SIGINT, SIGTERM])?);
+        self.signals = Some(Signals::new(SIGNALS)?);
         Ok(())
     }
 
@@ -111,23 +104,30 @@ impl Server {
     }
 
     /// Serves with `accept_loop` on the TCP thread: the one thing `--mode threads` does differently
-    /// (`src/threaded.rs`). Everything else, UDP, signals and the shutdown deadline, is this module's.
+    /// (`threaded.rs`). Everything else, UDP, signals and the shutdown deadline, is this module's.
     pub(crate) fn run_with(
         self,
         model: &str,
         accept_loop: fn(&Arc<Shared>, &TcpListener),
     ) -> io::Result<Summary> {
+        let over = if self.udp.is_some() {
+            "tcp and udp"
+        } else {
+            "tcp"
+        };
         info!(
-            "serving {} over tcp and udp on {} ({model})",
+            "serving {} over {over} on {} ({model})",
             self.shared.config.service, self.shared.local_addr
         );
-        let Server {
+        let Blocking {
             shared,
             listener,
             udp,
             signals,
         } = self;
-        shared.spawn_worker("udp".into(), move |shared| serve_udp(shared, &udp))?;
+        if let Some(udp) = udp {
+            shared.spawn_worker("udp".into(), move |shared| serve_udp(shared, &udp))?;
+        }
         let accepting = Arc::clone(&listener);
         shared.spawn_worker("tcp".into(), move |shared| accept_loop(shared, &accepting))?;
         Ok(shared.supervise(signals, || stop_listening(&listener)))
@@ -138,7 +138,7 @@ impl Server {
 fn accept_and_serve(shared: &Arc<Shared>, listener: &TcpListener) {
     while let Some((stream, peer)) = accept(shared, listener) {
         if let Some(key) = shared.open(&stream, peer) {
-            handle(shared, stream, peer, key);
+            serve_and_count(shared, stream, peer, key);
         }
     }
 }
@@ -169,14 +169,20 @@ pub(crate) fn accept(shared: &Shared, listener: &TcpListener) -> Option<(TcpStre
 /// Stops accepting: on Linux, `shutdown(SHUT_RD)` on a listening socket stops it listening (new and queued
 /// connections are reset) and wakes a thread blocked in `accept` with EINVAL.
 pub(crate) fn stop_listening(listener: &TcpListener) {
-    if let Err(e) = socket2::SockRef::from(listener).shutdown(Shutdown::Read) {
+    if let Err(e) = socket2::SockRef::from(listener).shutdown(Both::Read) {
         warn!("cannot shut the listener: {e}");
     }
 }
 
 /// Serves one accepted connection on the calling thread, then counts it closed.
-pub(crate) fn handle(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, key: usize) {
+pub(crate) fn serve_and_count(
+    shared: &Shared,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    key: usize,
+) {
     debug!("{peer}: connected as #{key}");
+    prepare_accepted(&stream, peer);
     let mut stats = Stats::default();
     match serve_connection(&mut stream, shared, &mut stats) {
         Ok(why) => debug!("{peer}: closed ({why})"),
@@ -186,84 +192,67 @@ pub(crate) fn handle(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, k
 }
 
 /// One TCP connection, start to end, in blocking calls: read what the client sent, answer it, write the
-/// answer, until the client closes. `write_all` blocks while the client is not reading, and the thread reads
-/// nothing meanwhile: that is the backpressure, and the memory held is one read and its reply.
+/// answer, until the conversation is done. A write blocks while the client is not reading, and the thread
+/// reads nothing meanwhile: that is the backpressure, and the memory held is one read and its reply.
 ///
-/// Returns why the connection ended, for the log. The greeting on connect (the `hello` service's
-/// `Welcome!`) is written before the first read, and [`Step::Close`] is handled in one place (stop reading,
-/// flush, close).
+/// Returns why the connection ended, for the log.
 pub fn serve_connection(
     stream: &mut TcpStream,
     shared: &Shared,
     stats: &mut Stats,
 ) -> io::Result<&'static str> {
     let config = &shared.config;
-    let mut session = config.session();
-    let mut input = vec![0; READ_SIZE];
-    let mut output = Vec::with_capacity(READ_SIZE);
-    // Replies are small and answer a request: send them now, not after Nagle's delay.
-    stream.set_nodelay(true)?;
-    // Not a timeout on the client: a tick, so this thread can notice a shutdown (see the module docs).
+    let clock = Clock::new();
+    let mut conversation = Conversation::new(config.session());
+    let mut input = vec![0; THREAD_READ_SIZE];
+    let mut output = Vec::with_capacity(THREAD_READ_SIZE);
+    // Not a timeout on the client: a tick, so this thread can notice a shutdown and its deadlines.
     stream.set_read_timeout(Some(TICK))?;
-    session.greeting(&mut output);
-    send(stream, &output, stats)?;
+    conversation.greet(stream, &mut output, stats)?;
     loop {
-        // One read's reply must fit under the high-water mark (for `hello`, with the line it holds). Never
-        // an empty read: it would return 0, which means end of stream.
-        let fits = session.max_input(config.high_water).clamp(1, input.len());
-        let n = match stream.read(&mut input[..fits]) {
-            Ok(0) => {
-                // The client half-closed: answer what is held, then close.
-                output.clear();
-                session.finish(&mut output);
-                send(stream, &output, stats)?;
-                return Ok("finished");
+        let now = clock.tick();
+        match conversation.phase() {
+            Phase::Open if shared.stopping() => {
+                conversation.stop_reading(stream, &mut output, stats)?;
             }
-            Ok(n) => n,
-            Err(ref e) if would_block(e) || e.kind() == io::ErrorKind::TimedOut => {
-                if shared.stopping() {
-                    return Ok("drained at shutdown");
+            Phase::Open => {
+                // A blocking write leaves nothing unsent, so the room is the whole high-water mark, which
+                // `Config::validate` made large enough for a read. Never an empty read: it would return 0,
+                // which means end of stream.
+                let limit = conversation.read_limit(config).clamp(1, input.len());
+                match stream.read(&mut input[..limit]) {
+                    Ok(0) => {
+                        conversation.peer_closed(stream, &clock, &mut output, stats)?;
+                    }
+                    Ok(n) => {
+                        clock.tick();
+                        conversation.received(stream, &clock, &input[..n], &mut output, stats)?;
+                        // A blocking write holds the whole reply until the client has taken it.
+                        stats.peak_pending = stats.peak_pending.max(output.len());
+                    }
+                    Err(ref e) if timed_out(e) => {
+                        if conversation.session().deadline().is_some_and(|d| now >= d) {
+                            conversation.expire(stream, &clock, &mut output, stats)?;
+                        }
+                    }
+                    Err(ref e) if interrupted(e) => {}
+                    Err(e) => return Err(e),
                 }
-                continue;
             }
-            Err(ref e) if interrupted(e) => continue,
-            Err(e) => return Err(e),
-        };
-        stats.bytes_in += n as u64;
-        output.clear();
-        let step = session.feed(&input[..n], &mut output);
-        send(stream, &output, stats)?;
-        if step == Step::Close {
-            // Closing with the client's bytes unread would send a reset that can destroy the replies just
-            // written: send FIN, then read and drop what still comes until the client's FIN (or 2 s).
-            stream.shutdown(Shutdown::Write)?;
-            linger(stream, shared);
-            return Ok("closed by the service");
+            Phase::Flushing => {
+                conversation.flush(stream, stats)?;
+                conversation.settle(stream, now, shared.deadline());
+            }
+            Phase::Lingering => {
+                if conversation.linger_expired(now) {
+                    return Ok("closed: the peer did not close its side in time");
+                }
+                // Waits a tick at most, then the loop looks at the time again.
+                conversation.discard(stream, &mut input, usize::MAX);
+            }
+            Phase::Done => return Ok("finished"),
         }
     }
-}
-
-/// After the server's FIN: discard what the client still sends until its own FIN, a shutdown, or `LINGER`.
-fn linger(stream: &mut TcpStream, shared: &Shared) {
-    let until = std::time::Instant::now() + LINGER;
-    let mut sink = [0; 4096];
-    while std::time::Instant::now() < until && !shared.stopping() {
-        match stream.read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(ref e)
-                if would_block(e) || e.kind() == io::ErrorKind::TimedOut || interrupted(e) => {}
-            Err(_) => return,
-        }
-    }
-}
-
-/// Writes one whole reply, blocking until the client has taken it.
-fn send(stream: &mut TcpStream, reply: &[u8], stats: &mut Stats) -> io::Result<()> {
-    stats.peak_pending = stats.peak_pending.max(reply.len());
-    stream.write_all(reply)?;
-    stats.bytes_out += reply.len() as u64;
-    Ok(())
 }
 
 /// The UDP thread: one datagram in, one reply out, until shutdown. Its own thread because `recv_from` on a
@@ -273,13 +262,14 @@ pub fn serve_udp(shared: &Shared, udp: &UdpSocket) {
     if let Err(e) = udp.set_read_timeout(Some(TICK)) {
         warn!("udp: cannot set the read timeout, so shutdown waits for a datagram: {e}");
     }
-    let mut input = vec![0; DATAGRAM_SIZE];
-    let mut output = Vec::with_capacity(DATAGRAM_SIZE);
+    let mut input = vec![0; DATAGRAM_BUFFER];
+    let mut output = Vec::with_capacity(DATAGRAM_BUFFER);
+    let config = &shared.config;
+    let options = config.service_options();
     while !shared.stopping() {
         let (len, peer) = match udp.recv_from(&mut input) {
             Ok(received) => received,
-            Err(ref e) if would_block(e) || e.kind() == io::ErrorKind::TimedOut => continue,
-            Err(ref e) if interrupted(e) => continue,
+            Err(ref e) if timed_out(e) || interrupted(e) => continue,
             Err(e) => {
                 // An ICMP error for an earlier reply: it concerns that one peer; the socket is fine.
                 stats.udp_errors += 1;
@@ -289,10 +279,9 @@ pub fn serve_udp(shared: &Shared, udp: &UdpSocket) {
         };
         stats.datagrams_in += 1;
         output.clear();
-        let config = &shared.config;
         config
             .service
-            .datagram_with(&config.options(), &input[..len], &mut output);
+            .datagram_with(&options, &input[..len], &mut output);
         match udp.send_to(&output, peer) {
             Ok(_) => stats.datagrams_out += 1,
             Err(e) => {
@@ -324,8 +313,10 @@ enum Request {
 pub struct Shared {
     pub(crate) config: Config,
     local_addr: SocketAddr,
-    /// Shutdown has begun: accept nothing more, finish quiet connections.
+    /// Shutdown has begun: accept nothing more, read nothing more.
     stopping: AtomicBool,
+    /// When the shutdown gives up: no connection lingers past it.
+    deadline: OnceLock<Instant>,
     state: Mutex<State>,
     /// Notified when a request arrives or a worker thread ends.
     changed: Condvar,
@@ -341,16 +332,12 @@ struct State {
 }
 
 impl Shared {
-    /// Validates the config and binds both sockets (blocking). Shared with `threaded.rs`.
-    pub(crate) fn bind(config: Config) -> io::Result<(Arc<Shared>, Sockets)> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let sockets = Sockets::bind(SocketAddr::new(config.bind, config.port))?;
-        let shared = Arc::new(Shared {
+    fn new(config: Config, local_addr: SocketAddr) -> Arc<Shared> {
+        Arc::new(Shared {
             config,
-            local_addr: sockets.local_addr()?,
+            local_addr,
             stopping: AtomicBool::new(false),
+            deadline: OnceLock::new(),
             state: Mutex::new(State {
                 stats: Stats::default(),
                 open: Slab::new(),
@@ -358,8 +345,7 @@ impl Shared {
                 workers: 0,
             }),
             changed: Condvar::new(),
-        });
-        Ok((shared, sockets))
+        })
     }
 
     /// A thread that panicked while holding the lock left counters, nothing that could be inconsistent: go on.
@@ -369,6 +355,11 @@ impl Shared {
 
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Once shutdown has begun, when it gives up.
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline.get().copied()
     }
 
     fn request(&self, request: Request) {
@@ -437,8 +428,8 @@ impl Shared {
     }
 
     /// The supervising thread (the one that called `run`). It waits for a shutdown request or signal, then
-    /// stops accepting, waits for the workers to finish their connections, cuts what is left at the
-    /// deadline, and returns the summary. A second signal returns at once, marked `forced`.
+    /// stops accepting, waits for the workers to deliver what they owe, cuts what is left at the deadline,
+    /// and returns the summary. A second signal returns at once, marked `forced`.
     ///
     /// Signals come through a thread of their own, blocked in `signal_hook`'s iterator, because nothing in
     /// a blocking design can wait on a signal and a condition variable at once. The reactor needs no such
@@ -461,12 +452,7 @@ impl Shared {
         let shared = Arc::clone(self);
         let forward = move || {
             for signal in signals.forever() {
-                let name = if signal == SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-                shared.request(Request::Signal(name));
+                shared.request(Request::Signal(signal_name(signal)));
             }
         };
         if let Err(e) = thread::Builder::new().name("signals".into()).spawn(forward) {
@@ -476,36 +462,39 @@ impl Shared {
     }
 
     fn supervise_until_done(&self, stop_accepting: impl FnOnce()) -> Summary {
-        let mut signals_seen = 0;
+        let mut shutdown = Shutdown::new(self.config.shutdown_timeout);
         let mut state = self.lock();
         let why = loop {
             match state.requests.pop_front() {
-                Some(Request::Shutdown) => break "shutdown requested",
+                Some(Request::Shutdown) => {
+                    shutdown.request(Instant::now());
+                    break "shutdown requested";
+                }
                 Some(Request::Signal(name)) => {
-                    signals_seen += 1;
+                    shutdown.signal(name, Instant::now());
                     break name;
                 }
                 None => state = self.wait(state, None),
             }
         };
 
-        // Shutdown: no new connections or datagrams; quiet connections finish within a tick.
+        // Shutdown: no new connections or datagrams; every connection stops reading within a tick.
+        if let Some(deadline) = shutdown.deadline() {
+            let _ = self.deadline.set(deadline);
+        }
         self.stopping.store(true, Ordering::SeqCst);
         drop(state);
         stop_accepting();
-        let timeout = self.config.shutdown_timeout;
-        let deadline = Instant::now() + timeout;
         state = self.lock();
         info!(
-            "{why}: shutting down; finishing {} open connections (at most {timeout:?})",
-            state.open.len()
+            "{why}: shutting down; delivering what {} are owed (at most {:?})",
+            plural(state.open.len(), "connection is", "connections are"),
+            shutdown.timeout()
         );
         loop {
             while let Some(request) = state.requests.pop_front() {
                 if let Request::Signal(name) = request {
-                    signals_seen += 1;
-                    if signals_seen > 1 {
-                        warn!("{name} again: exiting now, without waiting for replies to flush");
+                    if shutdown.signal(name, Instant::now()) == Verdict::Now {
                         return summary(state, true);
                     }
                 }
@@ -514,26 +503,35 @@ impl Shared {
                 return summary(state, false);
             }
             let now = Instant::now();
-            if now >= deadline {
+            let left = shutdown
+                .deadline()
+                .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+            if left.is_zero() {
                 break;
             }
-            state = self.wait(state, Some(deadline - now));
+            state = self.wait(state, Some(left));
         }
 
         // The deadline passed: cut the connections still open. Their threads' reads and writes fail at once.
         let cut = state.open.len();
         if cut > 0 {
-            warn!("shutdown deadline passed: dropping {cut} connections with replies unsent");
+            warn!(
+                "shutdown deadline passed: dropping {}",
+                plural(cut, "connection", "connections")
+            );
             state.stats.dropped_at_shutdown = cut as u64;
             for (_, stream) in state.open.iter() {
-                let _ = stream.shutdown(Shutdown::Both);
+                let _ = stream.shutdown(Both::Both);
             }
         }
         let grace_end = Instant::now() + GRACE;
         while state.workers > 0 {
             let now = Instant::now();
             if now >= grace_end {
-                warn!("{} threads still busy: not waiting for them", state.workers);
+                warn!(
+                    "{} still busy: not waiting for them",
+                    plural(state.workers, "thread", "threads")
+                );
                 break;
             }
             state = self.wait(state, Some(grace_end - now));

@@ -4,12 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use super::limits::{FD_RESERVE, MIN_READ};
 use crate::encoding::Encoding;
-use crate::hello;
-use crate::service::{Options, Service, Session};
+use crate::service::{hello, Service, ServiceOptions, Session, DEFAULT_MAX_LINE};
 
-/// The port the tutorials use, for TCP and UDP alike.
-pub const DEFAULT_PORT: u16 = 12000;
+pub use crate::net::DEFAULT_PORT;
 
 /// Everything a server needs to start. Build one with [`Config::default`] and change what you need.
 #[derive(Clone, Debug)]
@@ -22,8 +21,8 @@ pub struct Config {
     pub service: Service,
     /// How `upper` reads the bytes as text: UTF-8, or GBK as Chinese Windows sends it.
     pub encoding: Encoding,
-    /// The longest line (name) `hello` takes, in bytes; a longer one is refused and its connection closed.
-    /// A connection never buffers more of a line than this.
+    /// The longest line a line service (`hello`) takes, in bytes; a longer one is refused and its
+    /// connection closed. A connection never buffers more of a line than this.
     pub max_line: usize,
     /// Bytes of unsent replies a connection may hold. Past it the server stops reading that connection until
     /// the peer reads, so a client that writes without reading cannot grow the server's memory.
@@ -47,10 +46,6 @@ pub struct Config {
     pub max_connections: Option<usize>,
 }
 
-/// Descriptors kept back from `max_connections` for the listener, the UDP socket, the poll, logging, and the
-/// accept that refuses a client over the limit.
-pub const FD_RESERVE: usize = 32;
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -58,7 +53,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             service: Service::Upper,
             encoding: Encoding::Utf8,
-            max_line: hello::DEFAULT_MAX_LINE,
+            max_line: DEFAULT_MAX_LINE,
             high_water: 256 * 1024,
             read_budget: 256 * 1024,
             shutdown_timeout: Duration::from_secs(3),
@@ -73,22 +68,28 @@ impl Default for Config {
 /// The smallest high-water mark accepted: one full read must always fit below it.
 pub const MIN_HIGH_WATER: usize = 64 * 1024;
 
-/// How much more than `--max-line` the high-water mark must be for `hello`: room to read while a full line
-/// is buffered.
-pub const HELLO_HIGH_WATER_ABOVE_MAX_LINE: usize = 64 * 1024;
-
 impl Config {
     /// The service options these flags ask for.
-    pub fn options(&self) -> Options {
-        Options {
+    pub fn service_options(&self) -> ServiceOptions {
+        ServiceOptions {
             encoding: self.encoding,
             max_line: self.max_line,
         }
     }
 
+    /// The most TCP connections a server holds at once: `--max-connections`, or what the open-file limit
+    /// allows, less [`FD_RESERVE`].
+    pub fn connection_cap(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            crate::net::open_file_limit()
+                .saturating_sub(FD_RESERVE)
+                .max(1)
+        })
+    }
+
     /// A new connection's service state, as these flags ask. Every server mode starts a connection with this.
     pub fn session(&self) -> Session {
-        self.service.session_with(&self.options())
+        self.service.session_with(&self.service_options())
     }
 
     /// Rejects settings no server can honour, with a message for the person who chose them.
@@ -112,28 +113,12 @@ impl Config {
                 self.max_line
             ));
         }
-        // A connection holding a full line must still be able to read the rest of it, or it would stall.
-        let needed = self
-            .max_line
-            .saturating_add(HELLO_HIGH_WATER_ABOVE_MAX_LINE);
-        if self.service == Service::Hello && self.high_water < needed {
-            return Err(format!(
-                "with --service hello, --high-water must be at least --max-line + {HELLO_HIGH_WATER_ABOVE_MAX_LINE} \
-                 bytes ({needed}; got {})",
-                self.high_water
-            ));
-        }
+        // A connection holding all its service may hold back must still be able to read, or it would
+        // stall: the rule comes from the service's own bounds, whichever the service.
+        self.service
+            .check(&self.service_options(), self.high_water, MIN_READ)?;
         Ok(())
     }
-}
-
-/// The connection cap `config` asks for, or the one the open-file limit allows.
-pub fn max_connections(config: &Config) -> usize {
-    config.max_connections.unwrap_or_else(|| {
-        crate::net::open_file_limit()
-            .saturating_sub(FD_RESERVE)
-            .max(1)
-    })
 }
 
 /// Parses a flag given in seconds (`3`, `0.5`): finite and not negative. For clap's `value_parser`.

@@ -1,5 +1,6 @@
-//! Deadlines for the reactor, kept on its own thread: a min-heap of "look at connection K at time T", and
-//! the poll timeout of stage 1 is the nearest one (stage 9 in `docs/04-reactor.md`). No timer thread.
+//! The reactor's deadlines: a min-heap of "look at connection K at time T", kept on the loop's one thread.
+//! Stage 1's poll timeout is the nearest entry, and stage 9 takes the entries that came due
+//! (`docs/04-reactor.md`). There is no timer thread.
 //!
 //! Entries are never removed early. A connection's deadline moves all the time (every read pushes its idle
 //! deadline back), and updating a heap entry on every read would cost a heap operation per request. Instead
@@ -46,12 +47,9 @@ impl Timers {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// Entries in the heap, live or not.
+    pub fn entries(&self) -> usize {
         self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }
 
@@ -77,6 +75,6 @@ mod tests {
             .map(|c| c.token.0)
             .collect();
         assert_eq!(due, [10, 20]);
-        assert_eq!(timers.len(), 1);
+        assert_eq!(timers.entries(), 1);
     }
 }

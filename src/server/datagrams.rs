@@ -1,7 +1,8 @@
-//! Datagrams in batches: stage 4 of the reactor reads many datagrams with one `recvmmsg` and sends their
-//! replies with one `sendmmsg` (Linux), instead of two system calls per datagram. Elsewhere it falls back to
-//! one `recv_from` and one `send_to` each. Either way, one datagram in gives one reply out, to its sender.
-//! Walk-through: `docs/07-udp-and-tcp.md`.
+//! Datagrams in batches, for the single-threaded modes (stage 4 of the reactor; busy-poll's datagram step):
+//! many datagrams read with one `recvmmsg` and their replies sent with one `sendmmsg` (Linux), instead of two
+//! system calls per datagram. Elsewhere it falls back to one `recv_from` and one `send_to` each. Either way,
+//! one datagram in gives one reply out, to its sender. (The blocking modes' UDP thread waits for one
+//! datagram at a time: `blocking.rs`.) Walk-through: `docs/07-udp-and-tcp.md`.
 //!
 //! The batch owns its buffers, allocated once: `SLOTS` input slots of 64 KiB (so any datagram is read whole;
 //! pages a small datagram does not touch are never made resident), the senders' addresses, and one output
@@ -10,16 +11,17 @@
 //! reply goes back to its sender's address exactly as `recvmmsg` wrote it. (Clearing 13 KiB of headers and addresses per call was three
 //! quarters of the reactor's user-space instructions at one datagram in flight: `docs/performance.md`.)
 
-use mio::net::UdpSocket;
+use std::net::UdpSocket;
 
-use crate::config::Config;
+use super::config::Config;
+use super::limits::DATAGRAM_BUFFER;
+use super::stats::Stats;
 use crate::net::{interrupted, would_block};
-use crate::stats::Stats;
 
 /// Datagrams taken per system call.
 pub const SLOTS: usize = 32;
-/// Enough for the largest datagram (65,507 bytes over IPv4, 65,527 over IPv6).
-const SLOT_SIZE: usize = 64 * 1024;
+/// Every slot holds any datagram whole.
+const SLOT_SIZE: usize = DATAGRAM_BUFFER;
 
 /// Buffers for one batch of datagrams and their replies.
 pub struct Batch {
@@ -56,9 +58,30 @@ pub enum Answered {
 }
 
 impl Batch {
+    /// Answers datagrams until the socket's queue is empty or about `budget` were taken (a batch is not
+    /// cut short). `Answered::More` says the queue may still hold some: a readiness loop must come back,
+    /// since no new edge will announce them.
+    pub fn answer_until_drained(
+        &mut self,
+        socket: &UdpSocket,
+        config: &Config,
+        stats: &mut Stats,
+        budget: usize,
+    ) -> Answered {
+        let mut answered = 0;
+        while answered < budget {
+            match self.answer(socket, config, stats) {
+                Answered::Drained(n) => return Answered::Drained(answered + n),
+                // An error or an interrupted call counts one, so a socket that only fails cannot spin.
+                Answered::More(n) => answered += n.max(1),
+            }
+        }
+        Answered::More(answered)
+    }
+
     /// Reads up to `SLOTS` datagrams, answers each with the configured service, sends the replies.
     pub fn answer(&mut self, socket: &UdpSocket, config: &Config, stats: &mut Stats) -> Answered {
-        let options = config.options();
+        let options = config.service_options();
         let received = match sys::receive(socket, self) {
             Ok(n) => n,
             Err(ref e) if would_block(e) => return Answered::Drained(0),
@@ -109,9 +132,8 @@ mod sys {
 
     use std::io;
     use std::mem::{size_of, zeroed, MaybeUninit};
+    use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
-
-    use mio::net::UdpSocket;
 
     use super::{Batch, SLOTS, SLOT_SIZE};
 
@@ -247,9 +269,7 @@ mod sys {
     //! One system call per datagram, where `recvmmsg`/`sendmmsg` do not exist.
 
     use std::io;
-    use std::net::SocketAddr;
-
-    use mio::net::UdpSocket;
+    use std::net::{SocketAddr, UdpSocket};
 
     use super::{Batch, SLOTS, SLOT_SIZE};
     use crate::net::{interrupted, would_block};

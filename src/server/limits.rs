@@ -1,0 +1,80 @@
+//! The numbers every server mode shares, each with the reason for its value, and the connection cap each
+//! mode can afford. One place, so the modes cannot drift apart (they once carried five copies of the
+//! datagram size). Walk-through: `docs/09-running.md`.
+
+use std::time::{Duration, Instant};
+
+/// How long a connection the server closes waits for its peer's FIN before giving up. Closing a socket
+/// with unread input sends a reset, which can destroy replies the peer has not read yet; so the server
+/// shuts its write side (FIN) and reads and drops what still comes, until the peer's FIN or this long.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Reads smaller than this are not worth a system call: under backpressure, wait until this much room is
+/// free. A service's bounds must leave room for one such read even while it holds all it may hold
+/// ([`crate::service::Service::check`]).
+pub const MIN_READ: usize = 4096;
+
+/// Connections accepted in one turn (or pass) before the others get theirs.
+pub const ACCEPT_BUDGET: usize = 256;
+
+/// Datagrams answered in one turn (or pass) before the others get theirs.
+pub const DATAGRAM_BUDGET: usize = 256;
+
+/// A buffer that holds any datagram whole: 65,507 bytes over IPv4, 65,527 over IPv6.
+pub const DATAGRAM_BUFFER: usize = 64 * 1024;
+
+/// The one read buffer of a single-threaded server (reactor, busy-poll): as large as a datagram.
+pub const READ_BUFFER: usize = DATAGRAM_BUFFER;
+
+/// Bytes one blocking read asks for. Every connection thread owns its buffer, so it is smaller than the
+/// single-threaded servers' one shared buffer.
+pub const THREAD_READ_SIZE: usize = 16 * 1024;
+
+/// The longest a blocking read waits before its thread looks at the stop flag and its deadlines. It bounds
+/// how long a quiet connection takes to notice a shutdown; it costs an idle thread ten wake-ups a second.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// How long accepting pauses when the process is out of descriptors, unless a connection closes sooner.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// What a client over `--max-connections` is told before it is closed.
+pub const TOO_MANY: &[u8] = b"ERR too many connections\n";
+
+/// Descriptors kept back from the connection cap for the listener, the UDP socket, the poll, logging, and
+/// the accept that refuses a client over the limit.
+pub const FD_RESERVE: usize = 32;
+
+/// `at + after`, or a time so far off that it never comes if that cannot be represented: a deadline never
+/// overflows, whatever a flag asked for.
+pub fn deadline_after(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after).unwrap_or_else(|| far_future(at))
+}
+
+/// About a century after `at`: further than any flag may ask (see `docs/09-running.md`), and still
+/// representable on every platform.
+fn far_future(at: Instant) -> Instant {
+    let mut span = Duration::from_secs(100 * 365 * 24 * 3600);
+    loop {
+        if let Some(t) = at.checked_add(span) {
+            return t;
+        }
+        span /= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_saturate() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(3)),
+            now + Duration::from_secs(3)
+        );
+        assert!(
+            deadline_after(now, Duration::MAX) > now + Duration::from_secs(50 * 365 * 24 * 3600)
+        );
+    }
+}

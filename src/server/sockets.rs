@@ -1,0 +1,159 @@
+//! The sockets every server mode starts with, made once: [`bind`] checks the configuration, then binds one
+//! TCP listener and, for a service that answers datagrams, one UDP socket on the same address and port.
+//! Also the options every accepted connection gets ([`prepare_accepted`]) and the one way a client over the
+//! connection cap is turned away ([`refuse`]). See `docs/07-udp-and-tcp.md` for why TCP and UDP can share a
+//! port number.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+use log::debug;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use super::config::Config;
+use super::limits::TOO_MANY;
+
+/// The listen backlog: enough that a burst of a thousand connects is queued, not dropped and retried.
+const BACKLOG: i32 = 1024;
+
+/// How many times `--port 0` tries for a port that is free for both TCP and UDP.
+const PORT_ZERO_TRIES: usize = 20;
+
+/// A TCP listener and, unless the service is TCP only, a UDP socket on the same address and port. Both
+/// are still blocking; each mode sets them as it needs.
+#[derive(Debug)]
+pub struct Bound {
+    pub tcp: TcpListener,
+    pub udp: Option<UdpSocket>,
+    /// The address both are bound to (with the real port when port 0 was asked for).
+    pub local_addr: SocketAddr,
+}
+
+/// Checks `config` (a setting no server can honour is an error of kind `InvalidInput`, saying which and
+/// why), then binds. Port 0 picks a port free for both protocols, so they share one number.
+pub fn bind(config: &Config) -> io::Result<Bound> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let addr = SocketAddr::new(config.bind, config.port);
+    let with_udp = config.service.datagrams().is_some();
+    if addr.port() != 0 || !with_udp {
+        let tcp = bind_tcp(addr).map_err(|e| explain(e, "tcp", addr))?;
+        let local_addr = tcp.local_addr()?;
+        let udp = if with_udp {
+            Some(bind_udp(addr).map_err(|e| explain(e, "udp", addr))?)
+        } else {
+            None
+        };
+        return Ok(Bound {
+            tcp,
+            udp,
+            local_addr,
+        });
+    }
+    // The kernel picks a free TCP port; the same number may be taken for UDP, so try again if it is.
+    let mut last = None;
+    for _ in 0..PORT_ZERO_TRIES {
+        let tcp = bind_tcp(addr).map_err(|e| explain(e, "tcp", addr))?;
+        let picked = tcp.local_addr()?;
+        match bind_udp(picked) {
+            Ok(udp) => {
+                return Ok(Bound {
+                    tcp,
+                    udp: Some(udp),
+                    local_addr: picked,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(explain(e, "udp", picked)),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no port free for both TCP and UDP")))
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // A restarted server must not wait for the old connections' TIME_WAIT to expire.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Turns a bare OS error into one that names what failed and suggests the likely cause.
+fn explain(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => " (is another server already using this port? try --port 0)",
+        io::ErrorKind::AddrNotAvailable => " (is that address one of this machine's?)",
+        io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("cannot bind {proto} {addr}: {e}{hint}"))
+}
+
+/// What every accepted connection gets, in every mode. Replies are small and answer a request: send them
+/// now, not after Nagle's delay.
+pub fn prepare_accepted<'a>(stream: impl Into<SockRef<'a>>, peer: SocketAddr) {
+    let socket = stream.into();
+    if let Err(e) = socket.set_nodelay(true) {
+        debug!("{peer}: cannot set TCP_NODELAY: {e}");
+    }
+}
+
+/// Turns away a client over the connection cap: one line saying why, FIN, and whatever it already sent is
+/// read, so the close sends no reset that could destroy the line. The socket is new, so its send buffer is
+/// empty and takes the line whole; `stream` must be non-blocking, so nothing here can wait.
+pub fn refuse(socket: SockRef<'_>, peer: SocketAddr) {
+    debug!("{peer}: refused: too many connections");
+    let mut stream: &Socket = &socket;
+    let _ = stream.write(TOO_MANY);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let _ = stream.read(&mut sink);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(port: u16) -> Config {
+        Config {
+            port,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn port_zero_gives_one_number_for_both() {
+        let bound = bind(&config(0)).unwrap();
+        assert_ne!(bound.local_addr.port(), 0);
+        let udp = bound.udp.as_ref().unwrap();
+        assert_eq!(udp.local_addr().unwrap(), bound.local_addr);
+    }
+
+    #[test]
+    fn a_taken_port_is_a_clear_error() {
+        let first = bind(&config(0)).unwrap();
+        let err = bind(&config(first.local_addr.port())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            err.to_string().contains("cannot bind tcp 127.0.0.1:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_config_is_refused_before_binding() {
+        let bad = Config {
+            high_water: 1,
+            ..config(0)
+        };
+        assert_eq!(bind(&bad).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+}

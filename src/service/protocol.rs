@@ -1,0 +1,139 @@
+//! The interface every service implements, and the small types it speaks in. It sits apart from the
+//! registry (`mod.rs`, which lists the services and dispatches to them) so that a service file imports the
+//! interface and the registry imports the services, and neither imports the other back. The module docs of
+//! [`crate::service`] explain each part; `docs/10-adding-a-service.md` walks through implementing it.
+
+use std::time::Instant;
+
+use super::clock::Clock;
+use super::example::{Example, Rng};
+use crate::encoding::Encoding;
+
+/// The most bytes a datagram's reply may be longer than the datagram, for any service: the project's rule
+/// against amplification (see the module docs). `tests/service.rs` holds every service to it.
+pub const MAX_DATAGRAM_GROWTH: usize = 8;
+
+/// The default `--max-line`: 64 KiB.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// How a server was asked to serve, beyond which service: the flags that change what a reply is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// How `upper` finds the characters in the bytes (`--encoding`).
+    pub encoding: Encoding,
+    /// The longest line a line service takes, in bytes (`--max-line`).
+    pub max_line: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            encoding: Encoding::Utf8,
+            max_line: DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+/// What a connection should do after a session has taken a piece of the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Keep reading.
+    Continue,
+    /// Stop reading; send what is owed, then close (the service's `exit`, an error, `Connection: close`).
+    Close,
+}
+
+/// How far a session's replies can outgrow its input: for `n` more bytes of input, while it holds `held`
+/// bytes back, it appends at most `per_byte × n + per_held × held + fixed` bytes. The same bound covers what
+/// [`StreamSession::finish`], [`StreamSession::drain`] and [`StreamSession::expire`] append (with `n` = 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Growth {
+    /// Reply bytes one input byte can cost at most (at least 1).
+    pub per_byte: usize,
+    /// Reply bytes one held-back byte can still become.
+    pub per_held: usize,
+    /// Reply bytes a piece can add whatever its length (an error line, say).
+    pub fixed: usize,
+}
+
+impl Growth {
+    /// The most bytes `input_len` more bytes of input can make, holding `held`.
+    pub fn max_output(&self, held: usize, input_len: usize) -> usize {
+        self.per_byte
+            .saturating_mul(input_len)
+            .saturating_add(self.per_held.saturating_mul(held))
+            .saturating_add(self.fixed)
+    }
+
+    /// The most input whose replies are sure to fit in `room` bytes, holding `held`: the inverse of
+    /// [`Growth::max_output`]. A server reads no more than this.
+    pub fn max_input(&self, held: usize, room: usize) -> usize {
+        let taken = self
+            .per_held
+            .saturating_mul(held)
+            .saturating_add(self.fixed);
+        room.saturating_sub(taken) / self.per_byte.max(1)
+    }
+}
+
+/// Answers one whole datagram: appends the reply to `out`.
+pub type Datagrams = fn(&ServiceOptions, &[u8], &mut Vec<u8>);
+
+/// One service: declared in its own file, listed once in `services!` (see the module docs).
+pub trait Protocol {
+    /// Its name on the command line (`--service NAME`).
+    const NAME: &'static str;
+    /// One line for `--help`.
+    const ABOUT: &'static str;
+    /// How a datagram is answered, or `None` if the service means nothing over UDP: then no server binds
+    /// a UDP socket for it and the `listening on` line names only TCP.
+    const DATAGRAMS: Option<Datagrams>;
+
+    /// The state one TCP connection keeps.
+    type Session: StreamSession;
+
+    /// A fresh session for a new connection.
+    fn session(options: &ServiceOptions) -> Self::Session;
+    /// How far replies can outgrow input (see [`Growth`]).
+    fn growth(options: &ServiceOptions) -> Growth;
+    /// The most bytes a session may hold back: an unfinished line, a character split across reads.
+    fn max_held(options: &ServiceOptions) -> usize;
+
+    /// A valid request stream made from `rng`, and everything the server must send for it (greeting
+    /// included) up to and including the end of the stream.
+    fn stream_example(options: &ServiceOptions, rng: &mut Rng) -> Example;
+    /// A valid datagram and its reply; `None` exactly when [`Protocol::DATAGRAMS`] is.
+    fn datagram_example(options: &ServiceOptions, rng: &mut Rng) -> Option<Example>;
+}
+
+/// One TCP connection's service state: the stream, taken piece by piece.
+pub trait StreamSession {
+    /// What the server says first, the moment the connection is accepted, before reading anything.
+    fn greeting(&mut self, _out: &mut Vec<u8>) {}
+
+    /// Takes the next piece of the stream, in order, and appends its replies to `out`. `clock` is the time
+    /// of the current turn of the loop: a service that needs the time reads it there, never the system clock.
+    fn feed(&mut self, clock: &Clock, input: &[u8], out: &mut Vec<u8>) -> Step;
+
+    /// The peer has finished sending (end of stream): append what is still owed for what it sent.
+    fn finish(&mut self, _clock: &Clock, _out: &mut Vec<u8>) {}
+
+    /// The server is shutting down and reads nothing more: append what is owed for the bytes already
+    /// taken (a stream service's held bytes). An unfinished request is not owed.
+    fn drain(&mut self, _out: &mut Vec<u8>) {}
+
+    /// Bytes held back now, waiting for the rest of a line, a character or a request.
+    fn held(&self) -> usize {
+        0
+    }
+
+    /// A time by which the session wants to be told, if it has one (a request whose headers never finish).
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The deadline passed: append what the service says then, and whether the connection goes on.
+    fn expire(&mut self, _clock: &Clock, _out: &mut Vec<u8>) -> Step {
+        Step::Continue
+    }
+}

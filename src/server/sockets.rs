@@ -97,12 +97,18 @@ fn explain(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
     io::Error::new(e.kind(), format!("cannot bind {proto} {addr}: {e}{hint}"))
 }
 
-/// What every accepted connection gets, in every mode. Replies are small and answer a request: send them
-/// now, not after Nagle's delay.
+/// What every accepted connection gets, in every mode:
+/// - `TCP_NODELAY`: replies are small and answer a request; send them now, not after Nagle's delay.
+/// - `SO_OOBINLINE`: a byte a peer sends as TCP urgent data (`MSG_OOB`) stays in the stream, in its place,
+///   and is answered like any other, as RFC 6093 advises (urgent data is a relic, and no service here gives
+///   it a meaning). Without it, Linux takes the byte out of the stream, where nobody reads it.
 pub fn prepare_accepted<'a>(stream: impl Into<SockRef<'a>>, peer: SocketAddr) {
     let socket = stream.into();
     if let Err(e) = socket.set_nodelay(true) {
         debug!("{peer}: cannot set TCP_NODELAY: {e}");
+    }
+    if let Err(e) = socket.set_out_of_band_inline(true) {
+        debug!("{peer}: cannot set SO_OOBINLINE: {e}");
     }
 }
 

@@ -24,6 +24,14 @@ use crate::service::{Clock, Session};
 /// epoll or kqueue, which raise a new edge for every arrival; mio's Windows backend makes no such promise.
 const SHORT_READ_DRAINS: bool = !cfg!(windows);
 
+/// What a connection is registered for while nothing waits to be written. Where the platform can say so
+/// (Linux), the priority events that announce TCP urgent data too: a read stops at the urgent mark, so while
+/// one may lie ahead a short read does not mean the receive queue is empty (see the short-read rule).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub const READ_INTEREST: Interest = Interest::READABLE;
+
 /// What [`Connection::drive`] left behind.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -90,6 +98,9 @@ pub struct Connection {
     /// (a last request, then 0 or the error), and no further event will come for it. Until a read returns
     /// `WouldBlock`, 0 or the error, a short read does not end reading (see the short-read rule in `drive`).
     closed_seen: bool,
+    /// An event said urgent data arrived: a read stops at the urgent mark, so until a read returns
+    /// `WouldBlock`, a short read does not end reading either.
+    urgent_seen: bool,
     /// WRITABLE interest is registered (only while the outbox holds replies).
     wants_write: bool,
     /// Already on the reactor's list of connections to revisit next turn.
@@ -122,6 +133,7 @@ impl Connection {
             closed: false,
             may_read: false,
             closed_seen: false,
+            urgent_seen: false,
             wants_write: false,
             queued: false,
             window_start: now,
@@ -255,6 +267,10 @@ impl Connection {
         if event.is_read_closed() || event.is_error() {
             self.closed_seen = true;
         }
+        if event.is_priority() {
+            self.may_read = true;
+            self.urgent_seen = true;
+        }
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             self.conversation.outbox_mut().unblock();
         }
@@ -329,8 +345,9 @@ impl Connection {
                     // receive queue, and on Linux any byte that arrives after it raises a new edge. So the
                     // read that would only say `WouldBlock` is skipped, one system call per request at one
                     // request in flight (tokio does the same). Not after a hang-up or error event: the FIN
-                    // or error behind the bytes raises no new edge and only a read finds it.
-                    if SHORT_READ_DRAINS && n < asked && !self.closed_seen {
+                    // or error behind the bytes raises no new edge and only a read finds it. Nor after an
+                    // urgent-data event: Linux ends a read at the urgent mark with more bytes queued behind it.
+                    if SHORT_READ_DRAINS && n < asked && !self.closed_seen && !self.urgent_seen {
                         self.may_read = false;
                     }
                     budget -= n;
@@ -344,7 +361,9 @@ impl Connection {
                     )
                 }
                 Err(ref e) if would_block(e) => {
+                    // Every byte queued was taken, the urgent one included.
                     self.may_read = false;
+                    self.urgent_seen = false;
                     Ok(false)
                 }
                 Err(ref e) if interrupted(e) => Ok(false),
@@ -407,9 +426,9 @@ impl Connection {
         let wants_write = !self.conversation.outbox().is_empty();
         if wants_write != self.wants_write {
             let interest = if wants_write {
-                Interest::READABLE | Interest::WRITABLE
+                READ_INTEREST | Interest::WRITABLE
             } else {
-                Interest::READABLE
+                READ_INTEREST
             };
             if let Err(e) = cx
                 .registry

@@ -30,7 +30,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use self::connection::{Buffers, Connection, Context, Progress};
+use self::connection::{Buffers, Connection, Context, Progress, READ_INTEREST};
 use self::timers::Timers;
 use super::config::Config;
 use super::datagrams::{Answered, Batch};
@@ -336,7 +336,7 @@ impl Reactor {
         if let Err(e) = self
             .poll
             .registry()
-            .register(&mut stream, token, Interest::READABLE)
+            .register(&mut stream, token, READ_INTEREST)
         {
             warn!("{peer}: cannot register connection: {e}");
             return;

@@ -17,6 +17,8 @@
 //! - [`stress`]: the load generator that checks every reply and measures latency. `docs/08-measuring.md`
 //! - [`encoding`]: `--encoding utf-8|gbk`: GBK-safe uppercasing; text to bytes and back for clients.
 //!   `docs/07-udp-and-tcp.md`
+//! - [`flags`]: durations in seconds for every binary, bounded so that no value a person types can panic.
+//!   `docs/09-running.md`
 //! - [`net`]: small socket helpers for everyone: the `listening on` line, the open-file limit, the error
 //!   tests in match guards. `docs/07-udp-and-tcp.md`
 //! - [`procfs`]: what a process costs, from `/proc` (CPU, threads, descriptors, memory). `docs/08-measuring.md`
@@ -41,6 +43,7 @@
 
 pub mod client;
 pub mod encoding;
+pub mod flags;
 pub mod logging;
 pub mod net;
 pub mod procfs;

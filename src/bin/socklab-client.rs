@@ -13,6 +13,7 @@ use log::error;
 
 use socklab::client::{self, Client, ClientOptions};
 use socklab::encoding::Encoding;
+use socklab::flags;
 use socklab::net::DEFAULT_PORT;
 use socklab::service::Service;
 
@@ -37,8 +38,8 @@ struct Args {
     port: u16,
 
     /// Seconds to wait for a connection or a whole reply (TCP), or for each try (UDP).
-    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
-    timeout: f64,
+    #[arg(long, default_value = "2", value_parser = flags::positive_seconds, value_name = "SECS")]
+    timeout: Duration,
 
     /// UDP: sends a request again this many times when no reply came within the timeout.
     #[arg(long, default_value_t = 3)]
@@ -69,10 +70,6 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     socklab::logging::init(args.verbose, args.quiet);
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        error!("--timeout must be a positive number of seconds");
-        return ExitCode::from(2);
-    }
     let addrs: Vec<_> = match (args.host.as_str(), args.port).to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(e) => {
@@ -83,7 +80,7 @@ fn main() -> ExitCode {
     let options = ClientOptions {
         addrs,
         udp: args.udp,
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout: args.timeout,
         retries: args.retries,
         expect: args.expect,
         encoding: args.encoding,

@@ -11,7 +11,8 @@ use clap::Parser;
 use log::{error, warn};
 
 use socklab::encoding::Encoding;
-use socklab::server::config::{off_if_zero, parse_seconds, Config, DEFAULT_PORT};
+use socklab::flags::{self, off_if_zero};
+use socklab::server::config::{Config, DEFAULT_PORT};
 use socklab::server::{Mode, Server};
 use socklab::service::Service;
 
@@ -62,7 +63,7 @@ struct Args {
 
     /// Reactor mode: seconds of silence after which a connection is closed; with --min-rate, the window over
     /// which a connection must average that rate. 0 turns both off.
-    #[arg(long, default_value = "300", value_parser = parse_seconds, value_name = "SECS")]
+    #[arg(long, default_value = "300", value_parser = flags::seconds, value_name = "SECS")]
     idle_timeout: Duration,
 
     /// Reactor mode: bytes per second a connection must average over each idle window, so a client trickling
@@ -72,7 +73,7 @@ struct Args {
 
     /// Reactor mode: seconds a connection's replies may wait without its peer reading any of them before it
     /// is closed. 0 turns it off.
-    #[arg(long, default_value = "30", value_parser = parse_seconds, value_name = "SECS")]
+    #[arg(long, default_value = "30", value_parser = flags::seconds, value_name = "SECS")]
     write_timeout: Duration,
 
     /// Bytes of unsent replies one connection may hold before the server stops reading it until its peer reads.
@@ -84,7 +85,7 @@ struct Args {
     read_budget: usize,
 
     /// Seconds a shutdown waits for pending replies to flush before it drops them.
-    #[arg(long, default_value = "3", value_parser = parse_seconds, value_name = "SECS")]
+    #[arg(long, default_value = "3", value_parser = flags::seconds, value_name = "SECS")]
     shutdown_timeout: Duration,
 
     /// More logging: -v debug (every connection), -vv trace.

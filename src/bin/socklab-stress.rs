@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use log::error;
 
+use socklab::flags;
 use socklab::service::Service;
 use socklab::stress::progress::Progress;
 use socklab::stress::{self, LoadOptions, Stop};
@@ -44,8 +45,8 @@ struct Args {
     size: usize,
 
     /// Seconds of load (the default: 5).
-    #[arg(long, value_name = "SECS", conflicts_with = "requests")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECS", conflicts_with = "requests", value_parser = flags::positive_seconds)]
+    duration: Option<Duration>,
 
     /// Requests in all, then stop.
     #[arg(long, value_name = "N")]
@@ -64,8 +65,8 @@ struct Args {
     expect: Service,
 
     /// Seconds to wait for a connect, for a UDP reply (then it is lost), and for the last replies.
-    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
-    timeout: f64,
+    #[arg(long, default_value = "2", value_parser = flags::positive_seconds, value_name = "SECS")]
+    timeout: Duration,
 
     /// Source addresses 127.0.0.1..=127.0.0.K to spread connections over (default: one per 10,000).
     #[arg(long, value_name = "K")]
@@ -84,14 +85,6 @@ struct Args {
     quiet: u8,
 }
 
-fn seconds(name: &str, value: f64) -> Result<Duration, String> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!("--{name} must be a positive number of seconds"))
-    }
-}
-
 fn options(args: &Args) -> Result<LoadOptions, String> {
     let addr: SocketAddr = args
         .addr
@@ -101,7 +94,7 @@ fn options(args: &Args) -> Result<LoadOptions, String> {
         .ok_or_else(|| format!("--addr {} resolves to no address", args.addr))?;
     let stop = match (args.requests, args.duration) {
         (Some(n), _) => Stop::Requests(n),
-        (None, Some(secs)) => Stop::Duration(seconds("duration", secs)?),
+        (None, Some(duration)) => Stop::Duration(duration),
         (None, None) => Stop::Duration(Duration::from_secs(5)),
     };
     Ok(LoadOptions {
@@ -114,7 +107,7 @@ fn options(args: &Args) -> Result<LoadOptions, String> {
         rate: args.rate,
         idle: args.idle,
         expect: args.expect,
-        timeout: seconds("timeout", args.timeout)?,
+        timeout: args.timeout,
         sources: args.sources,
     })
 }

@@ -38,7 +38,7 @@ use slab::Slab;
 
 use super::config::Config;
 use super::conversation::{Conversation, Phase};
-use super::limits::{DATAGRAM_BUFFER, THREAD_READ_SIZE, TICK};
+use super::limits::{CONNECTION_STACK, DATAGRAM_BUFFER, THREAD_READ_SIZE, TICK};
 use super::shutdown::{plural, signal_name, Shutdown, Verdict, SIGNALS};
 use super::sockets::{self, prepare_accepted, Bound};
 use super::stats::{Stats, Summary};
@@ -108,7 +108,7 @@ impl Blocking {
     pub(crate) fn run_with(
         self,
         model: &str,
-        accept_loop: fn(&Arc<Shared>, &TcpListener),
+        accept_loop: impl FnOnce(&Arc<Shared>, &TcpListener) + Send + 'static,
     ) -> io::Result<Summary> {
         let over = if self.udp.is_some() {
             "tcp and udp"
@@ -416,10 +416,13 @@ impl Shared {
         }
         self.lock().workers += 1;
         let shared = Arc::clone(self);
-        let spawned = thread::Builder::new().name(name).spawn(move || {
-            let _finished = Finished(&shared);
-            work(&shared);
-        });
+        let spawned = thread::Builder::new()
+            .name(name)
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || {
+                let _finished = Finished(&shared);
+                work(&shared);
+            });
         if let Err(e) = spawned {
             self.lock().workers -= 1;
             return Err(e);

@@ -26,6 +26,7 @@ use std::time::Instant;
 use log::{debug, info, warn};
 use socket2::SockRef;
 
+use super::capacity;
 use super::config::Config;
 use super::conversation::{Conversation, Discarded, Phase};
 use super::datagrams::Batch;
@@ -84,7 +85,7 @@ impl BusyPoll {
             requested: Arc::new(AtomicBool::new(false)),
             signals: Vec::new(),
             shutdown: Shutdown::new(config.shutdown_timeout),
-            connection_cap: config.connection_cap(),
+            connection_cap: capacity::connection_cap(&config, capacity::SOCKET),
             clock: Clock::new(),
             input: vec![0; READ_BUFFER].into_boxed_slice(),
             output: Vec::with_capacity(READ_BUFFER),

@@ -4,8 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use super::limits::{FD_RESERVE, MIN_READ};
+use super::limits::MIN_READ;
 use crate::encoding::Encoding;
+use crate::flags;
 use crate::service::{hello, Service, ServiceOptions, Session, DEFAULT_MAX_LINE};
 
 pub use crate::net::DEFAULT_PORT;
@@ -41,8 +42,8 @@ pub struct Config {
     /// turns it off.
     pub write_timeout: Option<Duration>,
     /// The most TCP connections served at once; a client over it is told `ERR too many connections` and
-    /// closed. `None`: what the open-file limit allows, less [`FD_RESERVE`]. Used by the reactor and
-    /// `--mode threads` (one thread per connection); the blocking and busy-poll modes do not cap.
+    /// closed. `None`, or more than the process's limits allow: what they allow for the mode
+    /// (`server/capacity.rs`). The blocking mode serves one client at a time and has no cap.
     pub max_connections: Option<usize>,
 }
 
@@ -77,16 +78,6 @@ impl Config {
         }
     }
 
-    /// The most TCP connections a server holds at once: `--max-connections`, or what the open-file limit
-    /// allows, less [`FD_RESERVE`].
-    pub fn connection_cap(&self) -> usize {
-        self.max_connections.unwrap_or_else(|| {
-            crate::net::open_file_limit()
-                .saturating_sub(FD_RESERVE)
-                .max(1)
-        })
-    }
-
     /// A new connection's service state, as these flags ask. Every server mode starts a connection with this.
     pub fn session(&self) -> Session {
         self.service.session_with(&self.service_options())
@@ -106,6 +97,15 @@ impl Config {
         if self.max_connections == Some(0) {
             return Err("--max-connections must be at least 1".into());
         }
+        for (flag, duration) in [
+            ("--shutdown-timeout", Some(self.shutdown_timeout)),
+            ("--idle-timeout", self.idle_timeout),
+            ("--write-timeout", self.write_timeout),
+        ] {
+            if let Some(duration) = duration {
+                flags::check(flag, duration)?;
+            }
+        }
         if self.max_line < hello::MIN_MAX_LINE {
             return Err(format!(
                 "--max-line must be at least {} bytes (got {})",
@@ -121,38 +121,9 @@ impl Config {
     }
 }
 
-/// Parses a flag given in seconds (`3`, `0.5`): finite and not negative. For clap's `value_parser`.
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{text}` is not a number of seconds, 0 or more"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// A timeout flag where 0 means "off".
-pub fn off_if_zero(timeout: Duration) -> Option<Duration> {
-    (!timeout.is_zero()).then_some(timeout)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seconds_parse_and_reject() {
-        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_seconds("0").map(off_if_zero), Ok(None));
-        assert_eq!(
-            parse_seconds("2").map(off_if_zero),
-            Ok(Some(Duration::from_secs(2)))
-        );
-        for bad in ["-1", "inf", "NaN", "soon"] {
-            assert!(parse_seconds(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn defaults_validate() {

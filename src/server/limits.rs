@@ -30,6 +30,11 @@ pub const READ_BUFFER: usize = DATAGRAM_BUFFER;
 /// single-threaded servers' one shared buffer.
 pub const THREAD_READ_SIZE: usize = 16 * 1024;
 
+/// The stack of each thread a blocking mode starts (one per connection in `--mode threads`). A connection
+/// thread keeps its buffers on the heap and never recurses, so a quarter of a megabyte is plenty; Rust's
+/// default of 2 MiB would reserve eight times the address space per connection for nothing.
+pub const CONNECTION_STACK: usize = 256 * 1024;
+
 /// The longest a blocking read waits before its thread looks at the stop flag and its deadlines. It bounds
 /// how long a quiet connection takes to notice a shutdown; it costs an idle thread ten wake-ups a second.
 pub const TICK: Duration = Duration::from_millis(100);

@@ -16,6 +16,7 @@
 //! - [`datagrams`]: UDP in batches for the single-threaded modes;
 //! - [`shutdown`]: the deadline, the signals' names, and the rule that a second signal exits at once;
 //! - [`sockets`]: check the configuration, then bind; what every accepted connection gets; the refusal;
+//! - [`capacity`]: how many connections each mode can afford, from what each one costs it;
 //! - [`limits`]: the shared constants, each with its reason; [`config`]: the flags; [`stats`]: the
 //!   counters and the [`Summary`] every mode returns.
 //!
@@ -24,6 +25,7 @@
 
 pub mod blocking;
 pub mod busy_poll;
+pub mod capacity;
 pub mod config;
 pub mod conversation;
 pub mod datagrams;

@@ -43,6 +43,9 @@ pub struct Stats {
     pub timed_out: u64,
     /// Times `accept` failed for lack of descriptors and accepting paused.
     pub accept_pauses: u64,
+    /// The reactor: the most entries its timer heap held at the end of a turn. Bounded by the peak of live
+    /// connections, whatever the churn (`reactor/timers.rs`).
+    pub peak_timers: usize,
     /// Connections still open when the shutdown deadline passed: their pending replies were dropped.
     pub dropped_at_shutdown: u64,
 }
@@ -59,6 +62,7 @@ impl Stats {
         self.datagrams_dropped += other.datagrams_dropped;
         self.udp_errors += other.udp_errors;
         self.peak_pending = self.peak_pending.max(other.peak_pending);
+        self.peak_timers = self.peak_timers.max(other.peak_timers);
         self.dropped_at_shutdown += other.dropped_at_shutdown;
         self.refused += other.refused;
         self.timed_out += other.timed_out;

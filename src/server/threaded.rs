@@ -14,6 +14,7 @@ use log::warn;
 use socket2::SockRef;
 
 use super::blocking::{accept, serve_and_count, Blocking, Shared, ShutdownHandle};
+use super::capacity;
 use super::config::Config;
 use super::shutdown::plural;
 use super::sockets::refuse;
@@ -46,19 +47,20 @@ impl Threaded {
 
     /// Serves until shut down: this thread supervises, one accepts, one answers UDP, one per connection.
     pub fn run(self) -> io::Result<Summary> {
-        let cap = self.0.config().connection_cap();
+        // Each connection holds two descriptors and a thread: the cap follows from all three.
+        let cap = capacity::connection_cap(self.0.config(), capacity::SOCKET_HANDLE_AND_THREAD);
         let model = format!(
             "threads: one thread per tcp client, at most {}, plus a udp thread",
             plural(cap, "thread", "threads")
         );
-        self.0.run_with(&model, accept_and_spawn)
+        self.0.run_with(&model, move |shared, listener| {
+            accept_and_spawn(shared, listener, cap)
+        })
     }
 }
 
 /// ThreadingTCPServer's loop: accept, hand the connection to a new thread, accept the next at once.
-fn accept_and_spawn(shared: &Arc<Shared>, listener: &TcpListener) {
-    // The same cap as the reactor's: each connection is a descriptor (and here a thread too).
-    let cap = shared.config.connection_cap();
+fn accept_and_spawn(shared: &Arc<Shared>, listener: &TcpListener, cap: usize) {
     while let Some((stream, peer)) = accept(shared, listener) {
         // Only this thread adds connections, so the count cannot grow between the check and the spawn.
         if shared.open_count() >= cap {

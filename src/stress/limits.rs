@@ -18,7 +18,7 @@ pub const PER_SOURCE: usize = 10_000;
 // `rlim_t` is u64 on Linux but not on every platform, so the casts stay.
 #[allow(clippy::unnecessary_cast)]
 pub fn raise_open_files(sockets: usize) -> io::Result<u64> {
-    let need = sockets as u64 + SPARE_FILES;
+    let need = (sockets as u64).saturating_add(SPARE_FILES);
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

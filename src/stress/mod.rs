@@ -92,8 +92,14 @@ impl LoadOptions {
         if self.connections == 0 {
             return Err("--connections must be at least 1".into());
         }
-        if self.pipeline == 0 {
-            return Err("--pipeline must be at least 1".into());
+        if self.connections.saturating_add(self.idle) > MAX_SOCKETS {
+            return Err(format!(
+                "--connections and --idle come to more than {MAX_SOCKETS} sockets, more than one process can open \
+                 (Linux's fs.nr_open)"
+            ));
+        }
+        if self.pipeline == 0 || self.pipeline > MAX_PIPELINE {
+            return Err(format!("--pipeline must be 1 to {MAX_PIPELINE}"));
         }
         if self.size == 0 || self.size > payload::MAX_SIZE {
             return Err(format!("--size must be 1 to {} bytes", payload::MAX_SIZE));
@@ -113,9 +119,15 @@ impl LoadOptions {
     }
 
     fn sockets(&self) -> usize {
-        self.connections + self.idle
+        self.connections.saturating_add(self.idle)
     }
 }
+
+/// The most sockets one run opens: Linux's default ceiling on one process's descriptors (`fs.nr_open`).
+pub const MAX_SOCKETS: usize = 1 << 20;
+
+/// The deepest pipeline: each connection keeps room for this many requests and their bookkeeping.
+pub const MAX_PIPELINE: usize = 1 << 16;
 
 /// A live view of a run, passed to the observer a few times a second (for a progress bar).
 #[derive(Clone, Copy, Debug)]

@@ -129,6 +129,11 @@ pub fn spawn_binary_with_fd_limit(args: &[&str], fd_limit: Option<u64>) -> Binar
     spawn_with_fd_limit(Mode::Reactor, args, fd_limit)
 }
 
+/// The binary in `mode` with the child's open-file limit (soft and hard) set to `fd_limit`.
+pub fn spawn_mode_with_fd_limit(mode: Mode, args: &[&str], fd_limit: u64) -> Binary {
+    spawn_with_fd_limit(mode, args, Some(fd_limit))
+}
+
 fn spawn_with_fd_limit(mode: Mode, args: &[&str], fd_limit: Option<u64>) -> Binary {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_socklab-server"));

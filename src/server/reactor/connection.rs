@@ -151,6 +151,11 @@ impl Connection {
         self.peer
     }
 
+    /// Whether `check` is this connection's one live timer entry.
+    pub fn is_live_check(&self, check: &Check) -> bool {
+        !self.closed && self.id == check.id && self.check_at == Some(check.at)
+    }
+
     /// Deregistered and waiting for its slot to be freed.
     pub fn is_closed(&self) -> bool {
         self.closed

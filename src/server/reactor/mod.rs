@@ -32,6 +32,7 @@ use slab::Slab;
 
 use self::connection::{Buffers, Connection, Context, Progress, READ_INTEREST};
 use self::timers::Timers;
+use super::capacity;
 use super::config::Config;
 use super::datagrams::{Answered, Batch};
 use super::limits::{deadline_after, ACCEPT_BUDGET, ACCEPT_PAUSE, DATAGRAM_BUDGET};
@@ -127,7 +128,7 @@ impl Reactor {
                 .register(&mut SourceFd(&udp.as_raw_fd()), UDP, Interest::READABLE)?;
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let connection_cap = config.connection_cap();
+        let connection_cap = capacity::connection_cap(&config, capacity::SOCKET);
         Ok(Reactor {
             poll,
             local_addr: bound.local_addr,
@@ -471,6 +472,18 @@ impl Reactor {
         }
         // Timer closes are reaped now rather than next turn, so their descriptors free up at once.
         self.reap();
+        // Entries of connections that closed, or moved their deadline, would otherwise stay until they come
+        // due: drop them once they could outnumber the live ones.
+        let connections = &self.connections;
+        self.timers.compact(connections.len(), |check| {
+            check
+                .token
+                .0
+                .checked_sub(FIRST_CONNECTION)
+                .and_then(|key| connections.get(key))
+                .is_some_and(|conn| conn.is_live_check(check))
+        });
+        self.stats.peak_timers = self.stats.peak_timers.max(self.timers.entries());
     }
 
     /// Stage 8: free the slab slots of connections closed this turn; their sockets close here. No event of

@@ -91,7 +91,7 @@ fn allowed(cost: Cost, limits: &Limits) -> (usize, String) {
             plural(cost.descriptors, "descriptor", "descriptors")
         ),
     );
-    if cost.threads > 0 {
+    if let Some(per_connection) = std::num::NonZeroUsize::new(cost.threads) {
         let by_threads = [
             limits
                 .tasks
@@ -107,7 +107,7 @@ fn allowed(cost: Cost, limits: &Limits) -> (usize, String) {
             }),
         ];
         for (n, name) in by_threads.into_iter().flatten() {
-            let cap = n.saturating_sub(THREAD_RESERVE) / cost.threads;
+            let cap = n.saturating_sub(THREAD_RESERVE) / per_connection;
             if cap < best.0 {
                 best = (cap, format!("{name} ({n})"));
             }

@@ -247,3 +247,226 @@ fn the_timer_heap_follows_live_connections_not_churn() {
         stats.peak_timers
     );
 }
+
+/// How one client of a shutdown under load fared.
+#[derive(Debug, Default)]
+struct Fared {
+    /// Bytes of reply received.
+    received: u64,
+    /// The replies were exactly the requests uppercased, in order.
+    right: bool,
+    /// The stream ended with a clean end of stream (FIN), not a reset or a timeout.
+    clean_end: bool,
+}
+
+/// Many clients from one thread, each sending `chunk` over and over and reading what comes back, until the
+/// server ends its stream; the server gets SIGTERM `after` the load starts. Each pass gives every
+/// connection one bounded write and a bounded read, so no one connection holds the loop, and one thread
+/// costs the machine little beside the server. Returns how each fared and when the signal went.
+fn talk_until_the_server_ends(
+    server: &Binary,
+    clients: usize,
+    chunk: &[u8],
+    after: Duration,
+) -> (Vec<Fared>, std::time::Instant) {
+    const WRITE: usize = 16 * 1024;
+    const READ: usize = 256 * 1024;
+    let expected = chunk.to_ascii_uppercase();
+    let mut streams: Vec<std::net::TcpStream> = (0..clients)
+        .map(|_| {
+            let stream = connect(server.addr);
+            stream.set_nonblocking(true).unwrap();
+            stream
+        })
+        .collect();
+    let mut fared: Vec<Fared> = (0..clients)
+        .map(|_| Fared {
+            right: true,
+            ..Fared::default()
+        })
+        .collect();
+    let mut ended = vec![false; clients];
+    let mut sent = vec![0usize; clients];
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = std::time::Instant::now();
+    let mut signalled = None;
+    while ended.iter().any(|e| !e) {
+        let left = ended.iter().filter(|e| !**e).count();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{left} clients still talking after 60 s"
+        );
+        if signalled.is_none() && start.elapsed() >= after {
+            signalled = Some(std::time::Instant::now());
+            server.signal(libc::SIGTERM);
+        }
+        let mut moved = false;
+        for (i, stream) in streams.iter_mut().enumerate() {
+            if ended[i] {
+                continue;
+            }
+            let mut written = 0;
+            while written < WRITE {
+                let from = sent[i] % chunk.len();
+                let len = (chunk.len() - from).min(WRITE - written);
+                match stream.write(&chunk[from..from + len]) {
+                    Ok(n) => {
+                        sent[i] += n;
+                        written += n;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut read = 0;
+            while read < READ {
+                match stream.read(&mut buf) {
+                    Ok(0) => {
+                        fared[i].clean_end = true;
+                        ended[i] = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        let f = &mut fared[i];
+                        let mut at = f.received as usize % expected.len();
+                        let mut data = &buf[..n];
+                        while !data.is_empty() {
+                            let take = (expected.len() - at).min(data.len());
+                            f.right &= data[..take] == expected[at..at + take];
+                            data = &data[take..];
+                            at = 0;
+                        }
+                        f.received += n as u64;
+                        read += n;
+                    }
+                    Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        ended[i] = true;
+                        break;
+                    }
+                }
+            }
+            if ended[i] {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+            moved |= written > 0 || read > 0;
+        }
+        if !moved {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    (fared, signalled.expect("the signal was sent"))
+}
+
+/// The TCP bytes the server read and wrote, and whether it cut connections, from its `stopped:` summary.
+fn summary_counts(log: &str) -> (u64, u64, bool) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no summary in the log:\n{log}"));
+    let after = line.split("tcp ").nth(1).expect("tcp counts");
+    let numbers: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(',').parse().ok())
+        .take(2)
+        .collect();
+    (
+        numbers[0],
+        numbers[1],
+        line.contains("cut at the shutdown deadline"),
+    )
+}
+
+/// SIGTERM while every client keeps sending and reading. The rule: nothing more is read after the signal;
+/// every byte read is answered; each served client receives exactly those replies and then a clean end of
+/// stream; clients still in the backlog were never read from and are owed nothing. These clients read, so
+/// nothing may be cut at the deadline, and the server exits well before it; the deadline's own margin is
+/// tested with a client that never reads (`the_deadline_cuts_a_client_that_never_reads_and_exits_on_time`).
+fn shutdown_under_load(mode: socklab::server::Mode, clients: usize, chunk: Vec<u8>) {
+    let server = spawn_mode(mode, &["--shutdown-timeout", "10"]);
+    let (fared, signalled) =
+        talk_until_the_server_ends(&server, clients, &chunk, Duration::from_secs(1));
+    let (status, log) = server.wait();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{mode}: exit {status:?}\n{log}");
+    assert!(
+        took < Duration::from_secs(10),
+        "{mode}: exited {took:?} after the signal, against a 10 s limit"
+    );
+    let (read, written, cut) = summary_counts(&log);
+    let received: u64 = fared.iter().map(|f| f.received).sum();
+    assert!(
+        !cut,
+        "{mode}: the deadline cut connections whose peers were reading\n{log}"
+    );
+    assert_eq!(
+        read, written,
+        "{mode}: upper owes a byte for each byte read"
+    );
+    assert_eq!(
+        received, written,
+        "{mode}: the clients received {received} of {written} bytes owed"
+    );
+    assert!(
+        fared.iter().all(|f| f.right),
+        "{mode}: a reply differed from its request"
+    );
+    let served: Vec<&Fared> = fared.iter().filter(|f| f.received > 0).collect();
+    assert!(
+        !served.is_empty(),
+        "{mode}: nobody was served before the signal"
+    );
+    let reset = served.iter().filter(|f| !f.clean_end).count();
+    assert_eq!(
+        reset,
+        0,
+        "{mode}: {reset} of {} served clients were reset instead of ended",
+        served.len()
+    );
+    if mode.serves_clients_at_once() {
+        // Accepted, so each gets its end of stream, even one whose bytes the server had not read yet.
+        let unended = fared.iter().filter(|f| !f.clean_end).count();
+        assert_eq!(
+            unended, 0,
+            "{mode}: {unended} of {clients} clients had no clean end of stream"
+        );
+    }
+}
+
+each_mode! {
+    fn sigterm_under_load_delivers_what_was_read_then_ends_every_stream_cleanly(mode) {
+        let clients = if mode.serves_clients_at_once() { 500 } else { 4 };
+        let line: Vec<u8> = b"the quick brown fox jumps over the lazy dog 0123456789 abcdefgh\n".to_vec();
+        assert_eq!(line.len(), 64);
+        shutdown_under_load(mode, clients, line);
+    }
+}
+
+each_mode! {
+    fn sigterm_under_bursts_delivers_what_was_read_then_ends_every_stream_cleanly(mode) {
+        let clients = if mode.serves_clients_at_once() { 20 } else { 3 };
+        let burst: Vec<u8> = b"abcdefghijklmnopqrstuvwxyz012345\n".iter().copied().cycle().take(8 << 20).collect();
+        shutdown_under_load(mode, clients, burst);
+    }
+}
+
+each_mode! {
+    /// A peer that never reads keeps its receive window at zero, so its replies can never be delivered:
+    /// the deadline cuts it, the summary counts it, and the server exits on time (the stated margin is
+    /// 0.2 s for the blocking modes, a tick and the grace; the assertion allows 0.75 s for a busy machine).
+    fn the_deadline_cuts_a_client_that_never_reads_and_exits_on_time(mode) {
+        let server = spawn_mode(mode, &["--shutdown-timeout", "1"]);
+        let mut stuck = connect(server.addr);
+        stuck.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        // Far more than the socket buffers and the high-water mark hold, so replies wait unsent.
+        let _ = stuck.write_all(&vec![b'x'; 16 << 20]);
+        let signalled = std::time::Instant::now();
+        server.signal(libc::SIGTERM);
+        let (status, log) = server.wait();
+        let took = signalled.elapsed();
+        assert!(status.success(), "{mode}: {log}");
+        assert!(took >= Duration::from_millis(950), "{mode}: gave up after {took:?}, before the deadline");
+        assert!(took < Duration::from_millis(1750), "{mode}: exited {took:?} after the signal, against a 1 s limit");
+        assert!(log.contains("1 connection cut at the shutdown deadline"), "{mode}: {log}");
+        drop(stuck);
+    }
+}

@@ -151,9 +151,24 @@ fn over_the_connection_cap_a_client_is_told_and_closed() {
 
 #[test]
 fn out_of_descriptors_the_loop_pauses_instead_of_spinning_and_recovers() {
-    // 64 descriptors for the whole server process, and a connection cap it cannot reach: accept fails with
+    // The server starts with 1,000 descriptors and sizes its cap for them; then its limit shrinks to 64
+    // under it (as `prlimit` can do to a running process), so the cap cannot be reached: accept fails with
     // EMFILE while clients are still queued in the kernel's backlog.
-    let server = spawn_binary_with_fd_limit(&["--max-connections", "1000"], Some(64));
+    let server = spawn_binary_with_fd_limit(&[], Some(1000));
+    let shrunk = libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: prlimit(2) on a child this test spawned; it reads the struct we pass and writes nothing back.
+    let set = unsafe {
+        libc::prlimit(
+            server.pid(),
+            libc::RLIMIT_NOFILE,
+            &shrunk,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
     let mut clients: Vec<TcpStream> = (0..90).map(|_| connect(server.addr)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
         c.write_all(format!("client {i}\n").as_bytes()).unwrap();

@@ -39,9 +39,9 @@ use slab::Slab;
 use super::config::Config;
 use super::conversation::{Conversation, Phase};
 use super::limits::{CONNECTION_STACK, DATAGRAM_BUFFER, THREAD_READ_SIZE, TICK};
-use super::shutdown::{plural, signal_name, Shutdown, Verdict, SIGNALS};
+use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS};
 use super::sockets::{self, prepare_accepted, Bound};
-use super::stats::{Stats, Summary};
+use super::stats::{plural, Stats, Summary};
 use crate::net::{interrupted, timed_out};
 use crate::service::Clock;
 
@@ -490,7 +490,7 @@ impl Shared {
         stop_accepting();
         state = self.lock();
         info!(
-            "{why}: shutting down; delivering what {} are owed (at most {:?})",
+            "{why}: shutting down; delivering what {} owed (at most {:?})",
             plural(state.open.len(), "connection is", "connections are"),
             shutdown.timeout()
         );

@@ -31,9 +31,9 @@ use super::config::Config;
 use super::conversation::{Conversation, Discarded, Phase};
 use super::datagrams::Batch;
 use super::limits::{ACCEPT_BUDGET, DATAGRAM_BUDGET, READ_BUFFER};
-use super::shutdown::{plural, signal_name, Shutdown, Verdict, SIGNALS};
+use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS};
 use super::sockets::{self, prepare_accepted, refuse};
-use super::stats::{Stats, Summary};
+use super::stats::{plural, Stats, Summary};
 use crate::net::{interrupted, would_block};
 use crate::service::Clock;
 
@@ -251,7 +251,7 @@ impl BusyPoll {
         self.listener = None;
         self.udp = None;
         info!(
-            "{why}: shutting down; delivering what {} are owed (at most {:?})",
+            "{why}: shutting down; delivering what {} owed (at most {:?})",
             plural(self.conns.len(), "connection is", "connections are"),
             self.shutdown.timeout()
         );

@@ -12,7 +12,7 @@ use log::warn;
 
 use super::config::Config;
 use super::limits::{CONNECTION_STACK, FD_RESERVE};
-use super::shutdown::plural;
+use super::stats::plural;
 
 /// What one connection costs a mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

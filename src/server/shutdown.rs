@@ -12,7 +12,7 @@ use log::warn;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::limits::deadline_after;
-use super::stats::Stats;
+use super::stats::{plural, Stats};
 
 /// The signals a server handles: the first starts a graceful shutdown, the second ends the run.
 pub const SIGNALS: [i32; 2] = [SIGINT, SIGTERM];
@@ -113,11 +113,6 @@ impl Shutdown {
     }
 }
 
-/// `1 connection`, `2 connections`.
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +143,5 @@ mod tests {
         assert!(!shutdown.over(now, 2, &mut stats));
         assert!(shutdown.over(now + Duration::from_secs(1), 2, &mut stats));
         assert_eq!(stats.dropped_at_shutdown, 2);
-        assert_eq!(plural(1, "connection", "connections"), "1 connection");
     }
 }

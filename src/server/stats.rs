@@ -50,6 +50,12 @@ pub struct Stats {
     pub dropped_at_shutdown: u64,
 }
 
+/// `1 connection`, `2 connections`: counts in log lines read as sentences.
+pub fn plural(n: impl TryInto<u64>, one: &str, many: &str) -> String {
+    let n = n.try_into().unwrap_or(u64::MAX);
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 impl Stats {
     /// Adds another counter set (one thread's) to this one; `peak_pending` takes the larger.
     pub fn add(&mut self, other: &Stats) {
@@ -94,15 +100,15 @@ impl fmt::Display for Stats {
         if self.accept_pauses > 0 {
             write!(
                 f,
-                ", accept paused {} times for lack of descriptors",
-                self.accept_pauses
+                ", accept paused {} for lack of descriptors",
+                plural(self.accept_pauses, "time", "times")
             )?;
         }
         if self.dropped_at_shutdown > 0 {
             write!(
                 f,
-                ", {} connections cut at the shutdown deadline",
-                self.dropped_at_shutdown
+                ", {} cut at the shutdown deadline",
+                plural(self.dropped_at_shutdown, "connection", "connections")
             )?;
         }
         Ok(())

@@ -16,8 +16,8 @@ use socket2::SockRef;
 use super::blocking::{accept, serve_and_count, Blocking, Shared, ShutdownHandle};
 use super::capacity;
 use super::config::Config;
-use super::shutdown::plural;
 use super::sockets::refuse;
+use super::stats::plural;
 use super::stats::Summary;
 
 /// The thread-per-connection server. [`Threaded::bind`], then [`Threaded::run`] until shut down. It is the

@@ -36,9 +36,9 @@ use super::capacity;
 use super::config::Config;
 use super::datagrams::{Answered, Batch};
 use super::limits::{deadline_after, ACCEPT_BUDGET, ACCEPT_PAUSE, DATAGRAM_BUDGET};
-use super::shutdown::{plural, signal_name, Shutdown, Verdict, SIGNALS as HANDLED};
+use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS as HANDLED};
 use super::sockets::{self, prepare_accepted, refuse};
-use super::stats::{Stats, Summary};
+use super::stats::{plural, Stats, Summary};
 use crate::net::{interrupted, would_block};
 use crate::service::Clock;
 
@@ -544,7 +544,7 @@ impl Reactor {
             .map(|(key, _)| key)
             .collect();
         info!(
-            "{why}: shutting down; delivering what {} are owed (at most {:?})",
+            "{why}: shutting down; delivering what {} owed (at most {:?})",
             plural(open.len(), "connection is", "connections are"),
             self.shutdown.timeout()
         );

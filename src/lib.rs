@@ -21,6 +21,8 @@
 //!   tests in match guards. `docs/07-udp-and-tcp.md`
 //! - [`procfs`]: what a process costs, from `/proc` (CPU, threads, descriptors, memory). `docs/08-measuring.md`
 //! - [`logging`]: `-v`, `-q` and `RUST_LOG` for every binary. `docs/09-running.md`
+//! - `src/bin/`: the three binaries (`socklab-server`, `socklab-client`, `socklab-stress`); each only parses
+//!   its flags and calls the library. `docs/09-running.md`
 //!
 //! A request's bytes go from the socket (the mode's loop in `server/`) to its connection's
 //! [`server::conversation::Conversation`], through the service's session, and back out through the

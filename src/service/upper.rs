@@ -13,6 +13,9 @@
 //! could not be answered at all. So in a datagram a character whose uppercase form needs more bytes than
 //! itself is left as it is. `ß` to `SS` (two bytes to two) and `é` to `É` are still uppercased. GBK replies
 //! are always exactly as long.
+//!
+//! Walk-through: `docs/06-connection.md` (a character split across reads), `docs/07-udp-and-tcp.md`
+//! (amplification).
 
 use crate::encoding::{gbk_upper_into, Encoding};
 

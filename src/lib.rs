@@ -54,3 +54,8 @@ pub mod stress;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/06-connection.md")]
 pub struct ChapterSixExamples;
+
+/// Chapter 10's worked example, a whole service file and the checks any service must pass, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/10-adding-a-service.md")]
+pub struct ChapterTenExamples;

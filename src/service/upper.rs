@@ -115,7 +115,7 @@ fn text(encoding: Encoding, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
-/// One upper connection: at most [`MAX_HELD`] bytes of a character split across reads.
+/// One upper connection: at most `MAX_HELD` (three) bytes of a character split across reads.
 #[derive(Clone, Debug)]
 pub struct UpperSession {
     encoding: Encoding,

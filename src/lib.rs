@@ -23,6 +23,8 @@
 //!   tests in match guards. `docs/07-udp-and-tcp.md`
 //! - [`procfs`]: what a process costs, from `/proc` (CPU, threads, descriptors, memory). `docs/08-measuring.md`
 //! - [`logging`]: `-v`, `-q` and `RUST_LOG` for every binary. `docs/09-running.md`
+//! - `src/bin/`: the three binaries (`socklab-server`, `socklab-client`, `socklab-stress`); each only parses
+//!   its flags and calls the library. `docs/09-running.md`
 //!
 //! A request's bytes go from the socket (the mode's loop in `server/`) to its connection's
 //! [`server::conversation::Conversation`], through the service's session, and back out through the
@@ -55,3 +57,8 @@ pub mod stress;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/06-connection.md")]
 pub struct ChapterSixExamples;
+
+/// Chapter 10's worked example, a whole service file and the checks any service must pass, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/10-adding-a-service.md")]
+pub struct ChapterTenExamples;

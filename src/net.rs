@@ -1,6 +1,9 @@
 //! Small socket helpers the servers and the tools share: the `listening on …` line scripts read, the
 //! open-file limit, and the error tests the loops use in match guards (`would_block(&e)`, as mio's own
 //! examples write them). Binding is the server's: `src/server/sockets.rs`.
+//!
+//! Walk-through: `docs/07-udp-and-tcp.md` (one port for both protocols) and `docs/09-running.md` (the
+//! output and the limits).
 
 use std::io;
 use std::net::SocketAddr;

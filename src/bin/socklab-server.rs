@@ -1,5 +1,5 @@
 //! `socklab-server`: parses flags, binds the chosen mode, prints where it listens, runs. Everything else is in
-//! the library (`socklab::mode`).
+//! the library (`socklab::server`).
 //!
 //! Walk-through: `docs/09-running.md`.
 

@@ -7,6 +7,8 @@
 //! reading taken at most once a second, and its text is formatted at most once a second
 //! ([`Clock::http_date`]). Re-reading the wall clock every second keeps the date right when the system
 //! clock is stepped.
+//!
+//! Walk-through: `docs/10-adding-a-service.md` (what a session is handed).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

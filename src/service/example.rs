@@ -4,6 +4,8 @@
 //!
 //! The reply is written by the example's own code from what it generated (a name, a line of text), never by
 //! running the service, so the tests compare the service against an independent statement of what it must do.
+//!
+//! Walk-through: `docs/10-adding-a-service.md`.
 
 /// A valid request and everything the server must send for it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -23,6 +23,9 @@
 //! amplify 50 to 50,000 times). A name longer than `--max-line`, or too long for its greeting to fit in one
 //! datagram, gets `ERR line too long` (17 bytes), which is within 8 bytes of it because `--max-line` is at
 //! least [`MIN_MAX_LINE`].
+//!
+//! Walk-through: `docs/07-udp-and-tcp.md` (framing, amplification); `docs/10-adding-a-service.md` builds a
+//! service on the same framer.
 
 use super::lines::{Line, LineFramer};
 use super::clock::Clock;

@@ -18,6 +18,8 @@
 //! - End of stream inside an unfinished line ([`LineFramer::finish`]): the bytes are handed over as a last
 //!   line, as most line-reading tools treat a last line without its newline (`printf Bob | nc`). A `\r` at
 //!   its end is taken for the start of its missing `\r\n`.
+//!
+//! Walk-through: `docs/07-udp-and-tcp.md`; a new service on this framer: `docs/10-adding-a-service.md`.
 
 use super::protocol::Step;
 

@@ -1,10 +1,17 @@
 //! The services: what a request becomes. Bytes in, bytes out, no I/O.
 //!
 //! Every server mode, the client, the load generator and the tests share this folder, so "what is the right
-//! reply" is answered in exactly one place. The folder holds the interface (this file), one file per service
-//! ([`upper`], [`echo`], [`hello`]), and what services are built from: [`lines`] (line framing),
-//! [`Clock`] (the time of the current turn) and [`Example`] (test fixtures). Walk-through:
-//! `docs/07-udp-and-tcp.md`; how to add one: `docs/10-adding-a-service.md`.
+//! reply" is answered in exactly one place. The folder holds:
+//! - the registry (this file): the `services!` list, the [`Service`] enum it makes, and [`Session`];
+//! - the interface every service implements, `protocol.rs` ([`Protocol`], [`StreamSession`], [`Growth`],
+//!   [`Step`], re-exported here);
+//! - one file per service: [`upper`], [`echo`], [`hello`];
+//! - what services are built from: [`lines`] (line framing) and `clock.rs` ([`Clock`], the time of the
+//!   current turn);
+//! - what holds a service to its word: `example.rs` ([`Example`] and [`Rng`], the fixtures each service
+//!   supplies) and [`conformance`] (the checks any service must pass before it is listed).
+//!
+//! Walk-through: `docs/07-udp-and-tcp.md`; how to add a service: `docs/10-adding-a-service.md`.
 //!
 //! # The interface
 //! A service is a type that implements [`Protocol`]. It declares:

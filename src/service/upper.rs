@@ -13,6 +13,9 @@
 //! could not be answered at all. So in a datagram a character whose uppercase form needs more bytes than
 //! itself is left as it is. `ß` to `SS` (two bytes to two) and `é` to `É` are still uppercased. GBK replies
 //! are always exactly as long.
+//!
+//! Walk-through: `docs/06-connection.md` (a character split across reads), `docs/07-udp-and-tcp.md`
+//! (amplification).
 
 use crate::encoding::{gbk_upper_into, Encoding};
 
@@ -112,7 +115,7 @@ fn text(encoding: Encoding, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
-/// One upper connection: at most [`MAX_HELD`] bytes of a character split across reads.
+/// One upper connection: at most `MAX_HELD` (three) bytes of a character split across reads.
 #[derive(Clone, Debug)]
 pub struct UpperSession {
     encoding: Encoding,

@@ -19,9 +19,11 @@ use socklab::service::Service;
 /// The services of the socket tutorials (uppercase, echo, hello), over TCP and UDP on one port, from one mio
 /// event loop (or, with --mode, from the blocking, threaded or busy-polling servers the event loop replaces).
 ///
-/// Prints `listening on tcp://IP:PORT udp://IP:PORT` on stdout once both sockets are bound; logs go to
-/// stderr. SIGINT or SIGTERM stops accepting, flushes pending replies (up to --shutdown-timeout) and exits
-/// 0; a second signal exits at once.
+/// Prints `listening on tcp://IP:PORT udp://IP:PORT` on stdout once the sockets are bound (only the TCP
+/// address for a service that answers no datagrams); logs go to stderr. SIGINT or SIGTERM stops accepting
+/// and reading, delivers the replies owed for what was read, closes each connection cleanly (FIN) and exits
+/// 0, by --shutdown-timeout at the latest; a second signal exits at once. Every SECS is 0 where a flag
+/// allows it, or 0.001 to 31536000 (a year).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -55,9 +57,10 @@ struct Args {
     #[arg(long, default_value_t = Config::default().max_line, value_name = "BYTES")]
     max_line: usize,
 
-    /// Most TCP connections served at once (reactor and threads modes); the next client is told
-    /// `ERR too many connections` and closed. Default: the open-file limit (raised to its hard maximum at
-    /// start) less a small reserve.
+    /// Most TCP connections served at once (reactor, threads, busy-poll); the next client is told
+    /// `ERR too many connections` and closed. Default, and the most allowed: what the open-file limit (raised
+    /// to its hard maximum at start) allows less a small reserve, at one descriptor per connection, or two and
+    /// a thread in threads mode. A larger value is lowered, with a warning.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
 
@@ -84,7 +87,7 @@ struct Args {
     #[arg(long, default_value_t = Config::default().read_budget, value_name = "BYTES")]
     read_budget: usize,
 
-    /// Seconds a shutdown waits for pending replies to flush before it drops them.
+    /// Seconds a shutdown waits for connections to receive what they are owed before it cuts them (0: no wait).
     #[arg(long, default_value = "3", value_parser = flags::seconds, value_name = "SECS")]
     shutdown_timeout: Duration,
 

@@ -57,6 +57,16 @@ struct Args {
     #[arg(long, default_value_t = Config::default().max_line, value_name = "BYTES")]
     max_line: usize,
 
+    /// With `http`: the longest header section (request line and header fields) accepted; a longer one gets
+    /// `431`. A connection holds no more of an unfinished header section than this.
+    #[arg(long, default_value_t = Config::default().max_header, value_name = "BYTES")]
+    max_header: usize,
+
+    /// With `http`: seconds a header section may take from its first byte to its end; then `408` and the
+    /// close. 0 turns it off (a silent keep-alive connection is the idle timeout's business).
+    #[arg(long, default_value = "60", value_parser = flags::seconds, value_name = "SECS")]
+    header_timeout: Duration,
+
     /// Most TCP connections served at once (reactor, threads, busy-poll); the next client is told
     /// `ERR too many connections` and closed. Default, and the most allowed: what the open-file limit (raised
     /// to its hard maximum at start) allows less a small reserve, at one descriptor per connection, or two and
@@ -113,6 +123,8 @@ fn main() -> ExitCode {
         service: args.service,
         encoding: args.encoding,
         max_line: args.max_line,
+        max_header: args.max_header,
+        header_timeout: off_if_zero(args.header_timeout),
         high_water: args.high_water,
         read_budget: args.read_budget,
         shutdown_timeout: args.shutdown_timeout,

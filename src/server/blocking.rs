@@ -215,6 +215,11 @@ pub fn serve_connection(
             Phase::Open if shared.stopping() => {
                 conversation.stop_reading(stream, &mut output, stats)?;
             }
+            // A session's own deadline (an HTTP request whose headers never finish), looked at between reads
+            // and on every tick, so a client that trickles bytes cannot put it off.
+            Phase::Open if conversation.session().deadline().is_some_and(|d| now >= d) => {
+                conversation.expire(stream, &clock, &mut output, stats)?;
+            }
             Phase::Open => {
                 // A blocking write leaves nothing unsent, so the room is the whole high-water mark, which
                 // `Config::validate` made large enough for a read. Never an empty read: it would return 0,
@@ -230,11 +235,8 @@ pub fn serve_connection(
                         // A blocking write holds the whole reply until the client has taken it.
                         stats.peak_pending = stats.peak_pending.max(output.len());
                     }
-                    Err(ref e) if timed_out(e) => {
-                        if conversation.session().deadline().is_some_and(|d| now >= d) {
-                            conversation.expire(stream, &clock, &mut output, stats)?;
-                        }
-                    }
+                    // A tick: the loop looks at the stop flag and the deadlines again.
+                    Err(ref e) if timed_out(e) => {}
                     Err(ref e) if interrupted(e) => {}
                     Err(e) => return Err(e),
                 }

@@ -320,6 +320,14 @@ impl Conn {
         conversation.outbox_mut().unblock();
         // Older replies first: the stream stays in order.
         let mut progress = conversation.flush(&mut self.stream, pass.stats)? > 0;
+        // A session's own deadline (an HTTP request whose headers never finish): looked at every pass.
+        let now = pass.clock.now();
+        if conversation.phase() == Phase::Open
+            && conversation.session().deadline().is_some_and(|d| now >= d)
+        {
+            conversation.expire(&mut self.stream, pass.clock, pass.output, pass.stats)?;
+            progress = true;
+        }
         match conversation.phase() {
             Phase::Open => {
                 let limit = conversation

@@ -7,7 +7,10 @@ use std::time::Duration;
 use super::limits::MIN_READ;
 use crate::encoding::Encoding;
 use crate::flags;
-use crate::service::{hello, Service, ServiceOptions, Session, DEFAULT_MAX_LINE};
+use crate::service::{
+    hello, Service, ServiceOptions, Session, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER,
+    DEFAULT_MAX_LINE,
+};
 
 pub use crate::net::DEFAULT_PORT;
 
@@ -25,6 +28,11 @@ pub struct Config {
     /// The longest line a line service (`hello`) takes, in bytes; a longer one is refused and its
     /// connection closed. A connection never buffers more of a line than this.
     pub max_line: usize,
+    /// The longest header section `http` takes, in bytes; a longer one is answered `431`.
+    pub max_header: usize,
+    /// How long `http` waits for a header section once its first byte has come (`408` after it); `None`:
+    /// forever. Enforced in every mode (the blocking ones look at it on their read tick).
+    pub header_timeout: Option<Duration>,
     /// Bytes of unsent replies a connection may hold. Past it the server stops reading that connection until
     /// the peer reads, so a client that writes without reading cannot grow the server's memory.
     pub high_water: usize,
@@ -55,6 +63,8 @@ impl Default for Config {
             service: Service::Upper,
             encoding: Encoding::Utf8,
             max_line: DEFAULT_MAX_LINE,
+            max_header: DEFAULT_MAX_HEADER,
+            header_timeout: Some(DEFAULT_HEADER_TIMEOUT),
             high_water: 256 * 1024,
             read_budget: 256 * 1024,
             shutdown_timeout: Duration::from_secs(3),
@@ -66,6 +76,9 @@ impl Default for Config {
     }
 }
 
+/// The smallest `--max-header`: a request line and a `Host` field with room to spare.
+pub const MIN_MAX_HEADER: usize = 256;
+
 /// The smallest high-water mark accepted: one full read must always fit below it.
 pub const MIN_HIGH_WATER: usize = 64 * 1024;
 
@@ -75,6 +88,8 @@ impl Config {
         ServiceOptions {
             encoding: self.encoding,
             max_line: self.max_line,
+            max_header: self.max_header,
+            header_timeout: self.header_timeout,
         }
     }
 
@@ -101,10 +116,17 @@ impl Config {
             ("--shutdown-timeout", Some(self.shutdown_timeout)),
             ("--idle-timeout", self.idle_timeout),
             ("--write-timeout", self.write_timeout),
+            ("--header-timeout", self.header_timeout),
         ] {
             if let Some(duration) = duration {
                 flags::check(flag, duration)?;
             }
+        }
+        if self.max_header < MIN_MAX_HEADER {
+            return Err(format!(
+                "--max-header must be at least {MIN_MAX_HEADER} bytes (got {})",
+                self.max_header
+            ));
         }
         if self.max_line < hello::MIN_MAX_LINE {
             return Err(format!(

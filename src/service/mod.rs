@@ -50,8 +50,8 @@ mod protocol;
 pub use clock::Clock;
 pub use example::{Example, Rng};
 pub use protocol::{
-    Datagrams, Growth, Protocol, ServiceOptions, Step, StreamSession, DEFAULT_MAX_LINE,
-    MAX_DATAGRAM_GROWTH,
+    Datagrams, Growth, Protocol, ServiceOptions, Step, StreamSession, DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_HEADER, DEFAULT_MAX_LINE, MAX_DATAGRAM_GROWTH,
 };
 
 /// Lists every service once. For each line `Variant => module::Type`, it declares `pub mod module`, a
@@ -132,6 +132,20 @@ macro_rules! services {
                 }
             }
 
+            /// One request of about `size` bytes for the load generator (see [`Protocol::load_request`]).
+            pub fn load_request(self, variant: usize, size: usize) -> Vec<u8> {
+                match self {
+                    $(Service::$variant => <$module::$ty as Protocol>::load_request(variant, size),)+
+                }
+            }
+
+            /// Whether `got` is the reply `expected` stands for (see [`Protocol::same_reply`]).
+            pub fn same_reply(self, expected: &[u8], got: &[u8]) -> bool {
+                match self {
+                    $(Service::$variant => <$module::$ty as Protocol>::same_reply(expected, got),)+
+                }
+            }
+
             /// A valid datagram and its reply; `None` for a TCP-only service.
             pub fn datagram_example(self, options: &ServiceOptions, rng: &mut Rng) -> Option<Example> {
                 match self {
@@ -178,6 +192,7 @@ services! {
     Upper => upper::Upper,
     Echo => echo::Echo,
     Hello => hello::Hello,
+    Http => http::Http,
 }
 
 impl clap::ValueEnum for Service {

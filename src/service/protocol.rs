@@ -3,7 +3,7 @@
 //! interface and the registry imports the services, and neither imports the other back. The module docs of
 //! [`crate::service`] explain each part; `docs/10-adding-a-service.md` walks through implementing it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::clock::Clock;
 use super::example::{Example, Rng};
@@ -12,6 +12,14 @@ use crate::encoding::Encoding;
 /// The most bytes a datagram's reply may be longer than the datagram, for any service: the project's rule
 /// against amplification (see the module docs). `tests/service.rs` holds every service to it.
 pub const MAX_DATAGRAM_GROWTH: usize = 8;
+
+/// The default `--max-header`: 32 KiB, what nginx accepts by default for a whole header section (its
+/// `large_client_header_buffers 4 8k`). A browser's request is one or two kilobytes; the limit is what a
+/// connection may hold of a request that has not finished its headers.
+pub const DEFAULT_MAX_HEADER: usize = 32 * 1024;
+
+/// The default `--header-timeout`: 60 s, nginx's `client_header_timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default `--max-line`: 64 KiB.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
@@ -23,6 +31,11 @@ pub struct ServiceOptions {
     pub encoding: Encoding,
     /// The longest line a line service takes, in bytes (`--max-line`).
     pub max_line: usize,
+    /// The longest header section `http` takes, in bytes (`--max-header`).
+    pub max_header: usize,
+    /// How long `http` waits for a header section to complete once its first byte has come
+    /// (`--header-timeout`); `None`: forever.
+    pub header_timeout: Option<Duration>,
 }
 
 impl Default for ServiceOptions {
@@ -30,6 +43,8 @@ impl Default for ServiceOptions {
         ServiceOptions {
             encoding: Encoding::Utf8,
             max_line: DEFAULT_MAX_LINE,
+            max_header: DEFAULT_MAX_HEADER,
+            header_timeout: Some(DEFAULT_HEADER_TIMEOUT),
         }
     }
 }
@@ -104,6 +119,38 @@ pub trait Protocol {
     fn stream_example(options: &ServiceOptions, rng: &mut Rng) -> Example;
     /// A valid datagram and its reply; `None` exactly when [`Protocol::DATAGRAMS`] is.
     fn datagram_example(options: &ServiceOptions, rng: &mut Rng) -> Option<Example>;
+
+    /// One request of exactly `size` bytes (or as close as the protocol allows), distinct for each
+    /// `variant`, for the load generator (`socklab-stress --size`). The default is a line of lowercase
+    /// words, which every line or stream service takes; a protocol with a shape of its own overrides it.
+    fn load_request(variant: usize, size: usize) -> Vec<u8> {
+        lowercase_line(variant, size)
+    }
+
+    /// Whether `got` is the reply `expected` stands for. Exact equality, unless the protocol's replies
+    /// carry bytes that rightly differ from one moment to the next (an HTTP `Date`): then those may differ.
+    /// The tools and the tests compare every reply with this.
+    fn same_reply(expected: &[u8], got: &[u8]) -> bool {
+        expected == got
+    }
+}
+
+/// A line of lowercase words of exactly `size` bytes, its newline included: a two-letter tag for the
+/// variant, then text. Distinct variants make a reply delivered to the wrong request, repeated or reordered
+/// show.
+pub fn lowercase_line(variant: usize, size: usize) -> Vec<u8> {
+    const TEXT: &[u8] = b" the quick brown fox jumps over the lazy dog";
+    let mut out = Vec::with_capacity(size);
+    let tag = [
+        b'a' + (variant / 26 % 26) as u8,
+        b'a' + (variant % 26) as u8,
+    ];
+    let body = tag.iter().chain(TEXT.iter().cycle());
+    out.extend(body.take(size.saturating_sub(1)));
+    if size > 0 {
+        out.push(b'\n');
+    }
+    out
 }
 
 /// One TCP connection's service state: the stream, taken piece by piece.

@@ -29,7 +29,7 @@ impl Payloads {
         let mut requests = Vec::with_capacity(VARIANTS);
         let mut replies = Vec::with_capacity(VARIANTS);
         for variant in 0..VARIANTS {
-            let request = line(variant, size);
+            let request = service.load_request(variant, size);
             let reply = if udp {
                 let mut out = Vec::with_capacity(size);
                 service.datagram(&request, &mut out);
@@ -55,22 +55,6 @@ impl Payloads {
     pub fn variant_of_reply(&self, bytes: &[u8]) -> Option<usize> {
         self.replies.iter().position(|r| r == bytes)
     }
-}
-
-/// A line of lowercase words: a two-letter tag for the variant, then text, then `\n`.
-fn line(variant: usize, size: usize) -> Vec<u8> {
-    const TEXT: &[u8] = b" the quick brown fox jumps over the lazy dog";
-    let mut out = Vec::with_capacity(size);
-    let tag = [
-        b'a' + (variant / 26 % 26) as u8,
-        b'a' + (variant % 26) as u8,
-    ];
-    let body = tag.iter().chain(TEXT.iter().cycle());
-    out.extend(body.take(size.saturating_sub(1)));
-    if size > 0 {
-        out.push(b'\n');
-    }
-    out
 }
 
 #[cfg(test)]

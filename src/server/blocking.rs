@@ -246,6 +246,9 @@ pub fn serve_connection(
                 conversation.settle(stream, now, shared.deadline());
             }
             Phase::Lingering => {
+                if let Some(deadline) = shared.deadline() {
+                    conversation.linger_no_later_than(deadline);
+                }
                 if conversation.linger_expired(now) {
                     return Ok("closed: the peer did not close its side in time");
                 }

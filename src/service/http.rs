@@ -204,16 +204,14 @@ impl Protocol for Http {
         None
     }
 
-    /// `GET` with a path naming the variant, and padding in a header so the request is `size` bytes.
+    /// `GET /NN…` naming the variant, its path padded so the request is `size` bytes (35 at least, the
+    /// request with no padding; a request past `--max-header` gets `431`).
     fn load_request(variant: usize, size: usize) -> Vec<u8> {
-        let mut request = format!("GET /{variant:02} HTTP/1.1\r\nHost: socklab\r\n").into_bytes();
-        let fixed = request.len() + b"X-Pad: \r\n\r\n".len();
-        if size > fixed {
-            request.extend_from_slice(b"X-Pad: ");
-            request.extend(std::iter::repeat_n(b'p', size - fixed));
-            request.extend_from_slice(b"\r\n");
-        }
-        request.extend_from_slice(b"\r\n");
+        const REST: &[u8] = b" HTTP/1.1\r\nHost: socklab\r\n\r\n";
+        let mut request = format!("GET /{:02}", variant % 100).into_bytes();
+        let pad = size.saturating_sub(request.len() + REST.len());
+        request.extend(std::iter::repeat_n(b'p', pad));
+        request.extend_from_slice(REST);
         request
     }
 
@@ -889,4 +887,279 @@ fn content_length(value: &[u8]) -> Option<u64> {
     value.iter().try_fold(0u64, |n, &d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER};
+
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn clock() -> Clock {
+        Clock::fixed(784_111_777)
+    }
+
+    fn session() -> HttpSession {
+        Http::session(&ServiceOptions::default())
+    }
+
+    /// Feeds `pieces` in order (then end of stream); returns the output and whether the service closed.
+    fn run(pieces: &[&[u8]]) -> (String, bool) {
+        let clock = clock();
+        let mut session = session();
+        let mut out = Vec::new();
+        let mut closed = false;
+        for piece in pieces {
+            closed |= session.feed(&clock, piece, &mut out) == Step::Close;
+        }
+        if !closed {
+            session.finish(&clock, &mut out);
+        }
+        (String::from_utf8(out).unwrap(), closed)
+    }
+
+    fn ok(connection: &str, body: bool) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nServer: socklab\r\nDate: {DATE}\r\nContent-Type: text/plain\r\n\
+             Content-Length: 12\r\n{connection}\r\n{}",
+            if body { "Hello, World" } else { "" }
+        )
+    }
+
+    fn status_of(output: &str) -> Vec<u16> {
+        output
+            .split("HTTP/1.1 ")
+            .skip(1)
+            .map(|r| r[..3].parse().unwrap())
+            .collect()
+    }
+
+    fn one(request: &[u8]) -> (String, bool) {
+        run(&[request])
+    }
+
+    #[test]
+    fn the_reply_is_hello_world_with_its_headers() {
+        assert_eq!(one(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), (ok("", true), false));
+        // Any method, any target.
+        assert_eq!(one(b"DELETE /x?y HTTP/1.1\r\nHost: a\r\n\r\n").0, ok("", true));
+        assert_eq!(one(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").0, ok("", true));
+        // HEAD: the same headers, no body.
+        assert_eq!(one(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").0, ok("", false));
+    }
+
+    #[test]
+    fn keep_alive_and_close() {
+        // HTTP/1.1 keeps the connection unless told not to; then the response says so.
+        assert_eq!(
+            one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n"),
+            (ok("Connection: close\r\n", true), true)
+        );
+        assert_eq!(
+            one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, CLOSE\r\n\r\n").1,
+            true
+        );
+        // HTTP/1.0 closes unless it asks for keep-alive; then the response says keep-alive.
+        assert_eq!(one(b"GET / HTTP/1.0\r\n\r\n"), (ok("Connection: close\r\n", true), true));
+        assert_eq!(
+            one(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            (ok("Connection: keep-alive\r\n", true), false)
+        );
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_in_one_output() {
+        let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\n\
+                        GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        let (out, closed) = one(request);
+        assert_eq!(
+            out,
+            ok("", true) + &ok("", false) + &ok("Connection: close\r\n", true)
+        );
+        assert!(closed, "nothing after Connection: close is served");
+        // Empty lines before a request line are ignored (RFC 9112 §2.2), and bare LF ends lines.
+        assert_eq!(one(b"\r\n\r\nGET / HTTP/1.1\nHost: a\n\n").0, ok("", true));
+    }
+
+    #[test]
+    fn bodies_are_consumed_never_taken_for_requests() {
+        let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut request = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", smuggled.len()).into_bytes();
+        request.extend_from_slice(smuggled);
+        assert_eq!(one(&request).0, ok("", true), "one request, one response");
+        // Identical repeated values are one value; a list of identical values too.
+        assert_eq!(
+            one(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc").0,
+            ok("", true)
+        );
+        assert_eq!(
+            one(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc").0,
+            ok("", true)
+        );
+        // Chunked, with extensions and trailers, split anywhere.
+        let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+                        5;ext=1\r\nGET /\r\n1A\r\n HTTP/1.1\r\nHost: a\r\n\r\nxxxx\r\n0\r\nTrailer: x\r\n\r\n\
+                        GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let whole = one(chunked).0;
+        assert_eq!(whole, ok("", true) + &ok("", true));
+        for cut in 0..chunked.len() {
+            assert_eq!(run(&[&chunked[..cut], &chunked[cut..]]).0, whole, "cut at {cut}");
+        }
+        let byte_by_byte: Vec<&[u8]> = chunked.chunks(1).collect();
+        assert_eq!(run(&byte_by_byte).0, whole);
+    }
+
+    #[test]
+    fn expect_100_continue_is_answered_before_the_body_unless_it_came_already() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        let clock = clock();
+        let mut session = session();
+        let mut out = Vec::new();
+        session.feed(&clock, head, &mut out);
+        assert_eq!(out, CONTINUE, "100 Continue, and nothing else yet");
+        session.feed(&clock, b"ok", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 100 Continue\r\n\r\n".to_string() + &ok("", true));
+        // The body began to arrive with the headers: no 100.
+        let mut with_body = head.to_vec();
+        with_body.extend_from_slice(b"o");
+        assert_eq!(run(&[&with_body, b"k"]).0, ok("", true));
+        // HTTP/1.0 and bodiless requests get no 100; an error gets its error only.
+        assert_eq!(
+            one(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n").0,
+            ok("Connection: close\r\n", true)
+        );
+        assert_eq!(
+            status_of(&one(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").0),
+            [400],
+            "no Host: an error, and no 100 before it"
+        );
+    }
+
+    #[test]
+    fn malformed_requests_get_400_and_the_close() {
+        let bad: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",                // whitespace before the colon
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n",    // obs-fold
+            b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n",            // bare CR
+            b"GET / HTTP/1.1\r\nHo\x00st: a\r\n\r\n",              // invalid character
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",       // 0x80-0xFF in the target
+            b"GET / HTTP/1.1\r\n\r\n",                             // no Host in HTTP/1.1
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",       // two Hosts
+            b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",       // two Hosts in HTTP/1.0 too
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;a\nb\r\nx\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy0\r\n\r\n",
+            b"GET / HTTX/1.1\r\nHost: a\r\n\r\n",
+            b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", // a TLS ClientHello
+        ];
+        for request in bad {
+            let (out, closed) = one(request);
+            assert_eq!(status_of(&out), [400], "{:?}", String::from_utf8_lossy(request));
+            assert!(out.contains("Connection: close\r\n"), "{out}");
+            assert!(closed);
+        }
+        // HEAD's error has no body, as every response to HEAD.
+        let (out, _) = one(b"HEAD / HTTP/1.1\r\n\r\n");
+        assert!(out.ends_with("Connection: close\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn other_errors_get_their_own_status() {
+        assert_eq!(
+            status_of(&one(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n").0),
+            [501]
+        );
+        for version in [&b"GET / HTTP/2.0\r\n\r\n"[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", b"GET / HTTP/3.0\r\n\r\n"] {
+            assert_eq!(status_of(&one(version).0), [505], "{:?}", String::from_utf8_lossy(version));
+        }
+        // Too many header fields, or a header section over the limit.
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(status_of(&one(&many).0), [431]);
+        let mut long = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        long.extend(std::iter::repeat_n(b'y', DEFAULT_MAX_HEADER));
+        assert_eq!(status_of(&one(&long).0), [431], "in one read");
+        let pieces: Vec<&[u8]> = long.chunks(1000).collect();
+        assert_eq!(status_of(&run(&pieces).0), [431], "in many");
+        let mut session = session();
+        session.feed(&clock(), &long[..DEFAULT_MAX_HEADER - 10], &mut Vec::new());
+        assert!(session.held() <= DEFAULT_MAX_HEADER, "never holds more than the limit");
+    }
+
+    #[test]
+    fn transfer_encoding_in_http_1_0_is_answered_then_closed() {
+        let (out, closed) = one(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n0\r\n\r\n");
+        assert_eq!(out, ok("Connection: close\r\n", true));
+        assert!(closed);
+    }
+
+    #[test]
+    fn a_header_section_that_never_finishes_gets_408_and_a_silent_connection_nothing() {
+        let clock = clock();
+        let mut session = session();
+        let mut out = Vec::new();
+        assert_eq!(session.deadline(), None, "silent between requests: the idle timeout's business");
+        session.feed(&clock, b"GET / HTTP/1.1\r\nHost: a\r\n", &mut out);
+        let deadline = session.deadline().expect("a header section began");
+        assert_eq!(deadline, clock.now() + DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(session.expire(&clock, &mut out), Step::Continue, "not yet");
+        clock.set(deadline);
+        assert_eq!(session.expire(&clock, &mut out), Step::Close);
+        assert_eq!(status_of(&String::from_utf8(out).unwrap()), [408]);
+    }
+
+    #[test]
+    fn end_of_stream_owes_nothing_for_an_unfinished_request() {
+        assert_eq!(one(b"GET / HTTP/1.1\r\nHost: a\r\n"), (String::new(), false));
+        assert_eq!(one(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nabc"), (String::new(), false));
+        // But a request already bad when the stream ends gets its error, however it was split.
+        assert_eq!(status_of(&run(&[b"G", b"E\x00"]).0), [400]);
+    }
+
+    #[test]
+    fn the_date_is_the_turns_and_same_reply_ignores_only_it() {
+        let (out, _) = one(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(out.contains(&format!("\r\nDate: {DATE}\r\n")));
+        let later = ok("", true).replace(DATE, "Mon, 07 Nov 1994 08:49:37 GMT");
+        assert!(Http::same_reply(out.as_bytes(), later.as_bytes()));
+        let other = ok("", true).replace("Hello", "Jello");
+        assert!(!Http::same_reply(out.as_bytes(), other.as_bytes()));
+        assert!(!Http::same_reply(out.as_bytes(), &out.as_bytes()[1..]));
+    }
+
+    #[test]
+    fn load_requests_have_the_size_asked_and_are_answered() {
+        for size in [35, 40, 64, 200] {
+            let request = Http::load_request(7, size);
+            assert_eq!(request.len(), size);
+            assert_eq!(one(&request).0, ok("", true));
+        }
+    }
+
+    #[test]
+    fn every_response_fits_the_declared_bound() {
+        for status in Status::ALL {
+            for persistence in [Persistence::KeepAlive, Persistence::KeepAlive10, Persistence::Close] {
+                let mut out = Vec::new();
+                respond(&mut out, status, false, persistence, &clock());
+                assert!(out.len() <= max_response(), "{status:?} {}", out.len());
+            }
+        }
+    }
 }

@@ -165,7 +165,7 @@ fn apachebench_with_keep_alive_gets_every_answer_on_kept_connections() {
         out.lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split(':').nth(1))
-            .map(|v| v.trim().split_whitespace().next().unwrap_or("").to_string())
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
             .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
     };
     assert_eq!(field("Complete requests"), "2000", "{out}");

@@ -18,7 +18,7 @@
 //!   is the idle timeout's business and gets no response.
 //! - `httparse` is stricter than the RFC requires in places (whitespace before a colon, obs-fold and bare
 //!   CR are errors) and more lenient in one: it accepts bytes 0x80–0xFF in the target, which RFC 3986 does
-//!   not, so [`check_target`] refuses them.
+//!   not, so `check_target` refuses them.
 //! - Versions: HTTP/1.0 and HTTP/1.1. `httparse` refuses any other, so HTTP/1.2 (which the RFC would have a
 //!   server treat as 1.1) gets `505` like HTTP/2's preface and HTTP/3: treating it as 1.1 would need a
 //!   hand-written parser of the request line.
@@ -170,7 +170,7 @@ impl Protocol for Http {
         }
     }
 
-    /// Each response needs at least [`MIN_REQUEST`] new bytes, except the one a held request's last bytes
+    /// Each response needs at least `MIN_REQUEST` (14) new bytes, except the one a held request's last bytes
     /// complete, and the one error a connection can get: those two are the fixed part.
     fn growth(_options: &ServiceOptions) -> Growth {
         Growth {
@@ -956,10 +956,7 @@ mod tests {
             one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n"),
             (ok("Connection: close\r\n", true), true)
         );
-        assert_eq!(
-            one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, CLOSE\r\n\r\n").1,
-            true
-        );
+        assert!(one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, CLOSE\r\n\r\n").1);
         // HTTP/1.0 closes unless it asks for keep-alive; then the response says keep-alive.
         assert_eq!(one(b"GET / HTTP/1.0\r\n\r\n"), (ok("Connection: close\r\n", true), true));
         assert_eq!(

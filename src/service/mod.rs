@@ -5,7 +5,7 @@
 //! - the registry (this file): the `services!` list, the [`Service`] enum it makes, and [`Session`];
 //! - the interface every service implements, `protocol.rs` ([`Protocol`], [`StreamSession`], [`Growth`],
 //!   [`Step`], re-exported here);
-//! - one file per service: [`upper`], [`echo`], [`hello`];
+//! - one file per service: [`upper`], [`echo`], [`hello`], [`http`] (the tutorials' web server, TCP only);
 //! - what services are built from: [`lines`] (line framing) and `clock.rs` ([`Clock`], the time of the
 //!   current turn);
 //! - what holds a service to its word: `example.rs` ([`Example`] and [`Rng`], the fixtures each service

@@ -93,6 +93,11 @@ struct Args {
     #[arg(long, default_value_t = Config::default().high_water, value_name = "BYTES")]
     high_water: usize,
 
+    /// The kernel's send buffer of each connection (SO_SNDBUF), in bytes. Default: the kernel tunes it, up to
+    /// net.ipv4.tcp_wmem's maximum. Smaller makes backpressure (and the trace of it) show sooner.
+    #[arg(long, value_name = "BYTES")]
+    send_buffer: Option<usize>,
+
     /// Bytes read from one connection per turn of the loop, so one busy client cannot starve the rest.
     #[arg(long, default_value_t = Config::default().read_budget, value_name = "BYTES")]
     read_budget: usize,
@@ -100,6 +105,12 @@ struct Args {
     /// Seconds a shutdown waits for connections to receive what they are owed before it cuts them (0: no wait).
     #[arg(long, default_value = "3", value_parser = flags::seconds, value_name = "SECS")]
     shutdown_timeout: Duration,
+
+    /// Watch the loop: one line for each stage of each turn that did something, numbered as
+    /// docs/04-reactor.md numbers them (the other modes in their own terms). The same as
+    /// RUST_LOG=socklab::server=trace.
+    #[arg(long)]
+    trace: bool,
 
     /// More logging: -v debug (every connection), -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -112,7 +123,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    socklab::logging::init(args.verbose, args.quiet);
+    socklab::logging::init_with_trace(args.verbose, args.quiet, args.trace);
     // Each connection is a descriptor: take all the kernel allows before sizing the connection limit.
     if let Err(e) = socklab::net::raise_open_file_limit() {
         warn!("cannot raise the open-file limit: {e}");
@@ -127,6 +138,7 @@ fn main() -> ExitCode {
         header_timeout: off_if_zero(args.header_timeout),
         high_water: args.high_water,
         read_budget: args.read_budget,
+        send_buffer: args.send_buffer,
         shutdown_timeout: args.shutdown_timeout,
         idle_timeout: off_if_zero(args.idle_timeout),
         min_rate: args.min_rate,

@@ -40,8 +40,9 @@ use super::config::Config;
 use super::conversation::{Conversation, Phase};
 use super::limits::{CONNECTION_STACK, DATAGRAM_BUFFER, THREAD_READ_SIZE, TICK};
 use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS};
-use super::sockets::{self, prepare_accepted, Bound};
+use super::sockets::{self, backlog, prepare_accepted, Bound};
 use super::stats::{plural, Stats, Summary};
+use super::trace::{self, BLOCKING};
 use crate::net::{interrupted, timed_out};
 use crate::service::Clock;
 
@@ -67,9 +68,10 @@ impl Blocking {
             udp,
             local_addr,
         } = sockets::bind(&config)?;
+        let listener = Arc::new(tcp);
         Ok(Blocking {
-            shared: Shared::new(config, local_addr),
-            listener: Arc::new(tcp),
+            shared: Shared::new(config, local_addr, Arc::clone(&listener)),
+            listener,
             udp,
             signals: None,
         })
@@ -145,6 +147,7 @@ fn accept_and_serve(shared: &Arc<Shared>, listener: &TcpListener) {
 
 /// The next connection, or `None` once shutdown has begun. Shared with `threaded.rs`.
 pub(crate) fn accept(shared: &Shared, listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    let waiting_since = tracing().then(Instant::now);
     loop {
         let accepted = listener.accept();
         if shared.stopping() {
@@ -153,7 +156,18 @@ pub(crate) fn accept(shared: &Shared, listener: &TcpListener) -> Option<(TcpStre
             return None;
         }
         match accepted {
-            Ok(accepted) => return Some(accepted),
+            Ok(accepted) => {
+                if let Some(since) = waiting_since {
+                    log::trace!(
+                        target: BLOCKING,
+                        "blocked in accept for {}: {} connects; {} more waiting in the backlog",
+                        trace::duration(since.elapsed()),
+                        accepted.1,
+                        shared.backlog_text()
+                    );
+                }
+                return Some(accepted);
+            }
             Err(ref e) if interrupted(e) => {}
             // The peer gave up between its connect and our accept: nothing to serve.
             Err(ref e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -182,13 +196,37 @@ pub(crate) fn serve_and_count(
     key: usize,
 ) {
     debug!("{peer}: connected as #{key}");
-    prepare_accepted(&stream, peer);
+    let thread = thread::current();
+    let name = thread.name().unwrap_or("a thread");
+    let started = tracing().then(Instant::now);
+    if started.is_some() {
+        log::trace!(
+            target: BLOCKING,
+            "thread {name} starts serving {peer} ({} open)",
+            shared.open_count()
+        );
+    }
+    prepare_accepted(&stream, peer, &shared.config);
     let mut stats = Stats::default();
-    match serve_connection(&mut stream, shared, &mut stats) {
-        Ok(why) => debug!("{peer}: closed ({why})"),
-        Err(e) => debug!("{peer}: closed ({e})"),
+    let why = match serve_connection(&mut stream, shared, &mut stats) {
+        Ok(why) => why.to_string(),
+        Err(e) => e.to_string(),
+    };
+    debug!("{peer}: closed ({why})");
+    if let Some(started) = started {
+        log::trace!(
+            target: BLOCKING,
+            "thread {name} ends serving {peer} after {} ({why}); {} waiting in the backlog",
+            trace::duration(started.elapsed()),
+            shared.backlog_text()
+        );
     }
     shared.close(key, &stats);
+}
+
+/// Whether the blocking modes' trace is on: one atomic load when the log level is lower.
+fn tracing() -> bool {
+    log::log_enabled!(target: BLOCKING, log::Level::Trace)
 }
 
 /// One TCP connection, start to end, in blocking calls: read what the client sent, answer it, write the
@@ -209,6 +247,9 @@ pub fn serve_connection(
     // Not a timeout on the client: a tick, so this thread can notice a shutdown and its deadlines.
     stream.set_read_timeout(Some(TICK))?;
     conversation.greet(stream, &mut output, stats)?;
+    let peer = stream.peer_addr()?;
+    // While traced: when the current wait in `recv` began (one line per wait, not one per tick).
+    let mut waiting_since: Option<Instant> = None;
     loop {
         let now = clock.tick();
         match conversation.phase() {
@@ -225,13 +266,35 @@ pub fn serve_connection(
                 // `Config::validate` made large enough for a read. Never an empty read: it would return 0,
                 // which means end of stream.
                 let limit = conversation.read_limit(config).clamp(1, input.len());
-                match stream.read(&mut input[..limit]) {
+                if waiting_since.is_none() && tracing() {
+                    waiting_since = Some(now);
+                }
+                let read = stream.read(&mut input[..limit]);
+                if let (Some(since), Ok(_)) = (waiting_since, &read) {
+                    waiting_since = None;
+                    log::trace!(
+                        target: BLOCKING,
+                        "blocked in recv for {peer} for {}, {} waiting in the backlog",
+                        trace::duration(since.elapsed()),
+                        shared.backlog_text()
+                    );
+                }
+                match read {
                     Ok(0) => {
                         conversation.peer_closed(stream, &clock, &mut output, stats)?;
                     }
                     Ok(n) => {
-                        clock.tick();
+                        let written_before = stats.bytes_out;
+                        let sending = tracing().then(|| clock.tick());
                         conversation.received(stream, &clock, &input[..n], &mut output, stats)?;
+                        if let Some(since) = sending {
+                            log::trace!(
+                                target: BLOCKING,
+                                "{peer}: read {n} B → {} B written (blocked in send for {})",
+                                stats.bytes_out - written_before,
+                                trace::duration(since.elapsed())
+                            );
+                        }
                         // A blocking write holds the whole reply until the client has taken it.
                         stats.peak_pending = stats.peak_pending.max(output.len());
                     }
@@ -318,6 +381,8 @@ enum Request {
 pub struct Shared {
     pub(crate) config: Config,
     local_addr: SocketAddr,
+    /// The listener, so the trace can say how many wait in its backlog.
+    listener: Arc<TcpListener>,
     /// Shutdown has begun: accept nothing more, read nothing more.
     stopping: AtomicBool,
     /// When the shutdown gives up: no connection lingers past it.
@@ -337,10 +402,11 @@ struct State {
 }
 
 impl Shared {
-    fn new(config: Config, local_addr: SocketAddr) -> Arc<Shared> {
+    fn new(config: Config, local_addr: SocketAddr, listener: Arc<TcpListener>) -> Arc<Shared> {
         Arc::new(Shared {
             config,
             local_addr,
+            listener,
             stopping: AtomicBool::new(false),
             deadline: OnceLock::new(),
             state: Mutex::new(State {
@@ -370,6 +436,11 @@ impl Shared {
     fn request(&self, request: Request) {
         self.lock().requests.push_back(request);
         self.changed.notify_all();
+    }
+
+    /// How many connections wait in the listen backlog, for the trace.
+    fn backlog_text(&self) -> String {
+        backlog(&self.listener).map_or_else(|| "an unknown number of".into(), |n| n.to_string())
     }
 
     /// Connections being served now.

@@ -34,6 +34,7 @@ use super::limits::{ACCEPT_BUDGET, DATAGRAM_BUDGET, READ_BUFFER};
 use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS};
 use super::sockets::{self, prepare_accepted, refuse};
 use super::stats::{plural, Stats, Summary};
+use super::trace::{self, trace_stage, Turn};
 use crate::net::{interrupted, would_block};
 use crate::service::Clock;
 
@@ -66,6 +67,11 @@ pub struct BusyPoll {
     input: Box<[u8]>,
     output: Vec<u8>,
     datagrams: Batch,
+    /// This pass's number and whether it is traced (`server/trace.rs`).
+    turn: Turn,
+    /// Since when passes are counted for the trace's once-a-second line, how many, and how many found
+    /// nothing to do.
+    window: (Instant, u64, u64),
 }
 
 impl BusyPoll {
@@ -90,6 +96,8 @@ impl BusyPoll {
             input: vec![0; READ_BUFFER].into_boxed_slice(),
             output: Vec::with_capacity(READ_BUFFER),
             datagrams: Batch::default(),
+            turn: Turn::new(trace::BUSY_POLL),
+            window: (Instant::now(), 0, 0),
             config,
         })
     }
@@ -129,6 +137,7 @@ impl BusyPoll {
             plural(self.connection_cap, "connection", "connections")
         );
         loop {
+            self.turn.begin();
             let now = self.clock.tick();
             // A. Signals and shutdown requests: flags, looked at every pass.
             if self.requested.swap(false, Ordering::SeqCst)
@@ -151,6 +160,7 @@ impl BusyPoll {
             let mut progress = self.try_accept();
             progress |= self.try_datagrams();
             let mut pass = Pass {
+                turn: self.turn,
                 config: &self.config,
                 clock: &self.clock,
                 input: &mut self.input,
@@ -178,9 +188,28 @@ impl BusyPoll {
             // G. A pass that found nothing to do gives the core to anyone else who wants it, then goes on at
             //    once. It does not sleep: a sleep would only trade the burnt core for added latency, and
             //    choosing between the two is exactly what readiness notification makes unnecessary.
+            self.count_pass(progress, now);
             if !progress {
                 thread::yield_now();
             }
+        }
+    }
+
+    /// Counts the pass; once a second, when traced, says how many passes there were and how many of them
+    /// found nothing: the core burnt to learn that nothing happened.
+    fn count_pass(&mut self, progress: bool, now: Instant) {
+        let (since, passes, empty) = &mut self.window;
+        *passes += 1;
+        *empty += u64::from(!progress);
+        let elapsed = now.saturating_duration_since(*since);
+        if elapsed >= std::time::Duration::from_secs(1) {
+            trace_stage!(
+                self.turn,
+                "G",
+                "{passes} passes in the last {}, {empty} of them found nothing to do",
+                trace::duration(elapsed)
+            );
+            self.window = (now, 0, 0);
         }
     }
 
@@ -203,10 +232,17 @@ impl BusyPoll {
                         refuse(SockRef::from(&stream), peer);
                         continue;
                     }
-                    prepare_accepted(&stream, peer);
+                    prepare_accepted(&stream, peer, &self.config);
                     self.stats.accepted += 1;
                     debug!("{peer}: connected as #{}", self.stats.accepted);
+                    trace_stage!(
+                        self.turn,
+                        "B",
+                        "accept conn #{} ({peer})",
+                        self.stats.accepted
+                    );
                     let mut conn = Conn {
+                        id: self.stats.accepted,
                         stream,
                         peer,
                         conversation: Conversation::new(self.config.session()),
@@ -240,8 +276,13 @@ impl BusyPoll {
             return false;
         };
         let before = self.stats.datagrams_in;
-        self.datagrams
-            .answer_until_drained(udp, &self.config, &mut self.stats, DATAGRAM_BUDGET);
+        self.datagrams.answer_until_drained(
+            udp,
+            &self.config,
+            &mut self.stats,
+            DATAGRAM_BUDGET,
+            &self.turn,
+        );
         self.stats.datagrams_in > before
     }
 
@@ -280,6 +321,7 @@ impl BusyPoll {
 
 /// What one pass lends each connection.
 struct Pass<'a> {
+    turn: Turn,
     config: &'a Config,
     clock: &'a Clock,
     input: &'a mut [u8],
@@ -291,6 +333,8 @@ struct Pass<'a> {
 /// One TCP connection: the reactor's conversation, minus everything readiness needs (tokens, interest,
 /// edge flags). Busy-poll keeps no timers but the linger's and the shutdown's.
 struct Conn {
+    /// Its number, in the order accepted, as the trace names it.
+    id: u64,
     stream: TcpStream,
     peer: SocketAddr,
     conversation: Conversation,
@@ -347,6 +391,7 @@ impl Conn {
                             progress = true;
                         }
                         Ok(n) => {
+                            let sent = pass.stats.bytes_out;
                             conversation.received(
                                 &mut self.stream,
                                 pass.clock,
@@ -354,6 +399,15 @@ impl Conn {
                                 pass.output,
                                 pass.stats,
                             )?;
+                            trace_stage!(
+                                pass.turn,
+                                "D",
+                                "conn #{} ({}): read {n} B → {} B reply, {} B written now",
+                                self.id,
+                                self.peer,
+                                pass.output.len(),
+                                pass.stats.bytes_out - sent
+                            );
                             progress = true;
                         }
                         Err(ref e) if would_block(e) || interrupted(e) => {}
@@ -388,6 +442,7 @@ impl Conn {
 
     fn finish(&mut self, why: &str) {
         debug!("{}: closed ({why})", self.peer);
+        log::trace!(target: trace::BUSY_POLL, "E conn #{} ({}) closed ({why})", self.id, self.peer);
         self.done = Some(why.to_string());
     }
 }

@@ -36,6 +36,8 @@ pub struct Config {
     /// Bytes of unsent replies a connection may hold. Past it the server stops reading that connection until
     /// the peer reads, so a client that writes without reading cannot grow the server's memory.
     pub high_water: usize,
+    /// The kernel's send buffer for each connection (`SO_SNDBUF`), in bytes; `None`: the kernel tunes it.
+    pub send_buffer: Option<usize>,
     /// Bytes read from one connection in one turn of the loop before the others get their turn.
     pub read_budget: usize,
     /// How long a shutdown waits for pending replies to be flushed before it drops what is left.
@@ -67,6 +69,7 @@ impl Default for Config {
             header_timeout: Some(DEFAULT_HEADER_TIMEOUT),
             high_water: 256 * 1024,
             read_budget: 256 * 1024,
+            send_buffer: None,
             shutdown_timeout: Duration::from_secs(3),
             idle_timeout: Some(Duration::from_secs(300)),
             min_rate: 1,

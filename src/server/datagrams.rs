@@ -15,7 +15,8 @@ use std::net::UdpSocket;
 
 use super::config::Config;
 use super::limits::DATAGRAM_BUFFER;
-use super::stats::Stats;
+use super::stats::{plural, Stats};
+use super::trace::{trace_stage, Turn};
 use crate::net::{interrupted, would_block};
 
 /// Datagrams taken per system call.
@@ -67,10 +68,20 @@ impl Batch {
         config: &Config,
         stats: &mut Stats,
         budget: usize,
+        turn: &Turn,
     ) -> Answered {
         let mut answered = 0;
         while answered < budget {
-            match self.answer(socket, config, stats) {
+            let before = (stats.datagrams_in, stats.datagrams_out);
+            let batch = self.answer(socket, config, stats);
+            trace_stage!(
+                turn,
+                4,
+                "udp: one receive took {}, one send sent {}",
+                plural(stats.datagrams_in - before.0, "datagram", "datagrams"),
+                plural(stats.datagrams_out - before.1, "reply", "replies")
+            );
+            match batch {
                 Answered::Drained(n) => return Answered::Drained(answered + n),
                 // An error or an interrupted call counts one, so a socket that only fails cannot spin.
                 Answered::More(n) => answered += n.max(1),

@@ -17,6 +17,7 @@
 //! - [`shutdown`]: the deadline, the signals' names, and the rule that a second signal exits at once;
 //! - [`sockets`]: check the configuration, then bind; what every accepted connection gets; the refusal;
 //! - [`capacity`]: how many connections each mode can afford, from what each one costs it;
+//! - [`trace`]: `--trace`, one line per stage of each turn, free when off;
 //! - [`limits`]: the shared constants, each with its reason; [`config`]: the flags; [`stats`]: the
 //!   counters and the [`Summary`] every mode returns.
 //!
@@ -36,6 +37,7 @@ pub mod shutdown;
 pub mod sockets;
 pub mod stats;
 pub mod threaded;
+pub mod trace;
 
 use std::fmt;
 use std::io;

@@ -97,13 +97,49 @@ fn explain(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
     io::Error::new(e.kind(), format!("cannot bind {proto} {addr}: {e}{hint}"))
 }
 
+/// How many connections wait in `listener`'s backlog, accepted by the kernel but not yet by the server
+/// (Linux reports it in `TCP_INFO`'s `tcpi_unacked` for a listening socket); `None` where it cannot say.
+/// For the blocking mode's trace: who waits while it serves one client.
+pub fn backlog(listener: &TcpListener) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an all-zero tcp_info is valid; getsockopt writes at most `len` bytes into it.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: the descriptor is the listener's own; `info` and `len` are ours and sized for each other.
+        let rc = unsafe {
+            libc::getsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(info.tcpi_unacked)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = listener;
+        None
+    }
+}
+
 /// What every accepted connection gets, in every mode:
 /// - `TCP_NODELAY`: replies are small and answer a request; send them now, not after Nagle's delay.
+/// - `SO_SNDBUF`, if `--send-buffer` asks for it: the most bytes the kernel holds of a connection's unsent
+///   replies (otherwise the kernel tunes it, up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB here);
 /// - `SO_OOBINLINE`: a byte a peer sends as TCP urgent data (`MSG_OOB`) stays in the stream, in its place,
 ///   and is answered like any other, as RFC 6093 advises (urgent data is a relic, and no service here gives
 ///   it a meaning). Without it, Linux takes the byte out of the stream, where nobody reads it.
-pub fn prepare_accepted<'a>(stream: impl Into<SockRef<'a>>, peer: SocketAddr) {
+pub fn prepare_accepted<'a>(stream: impl Into<SockRef<'a>>, peer: SocketAddr, config: &Config) {
     let socket = stream.into();
+    if let Some(bytes) = config.send_buffer {
+        if let Err(e) = socket.set_send_buffer_size(bytes) {
+            debug!("{peer}: cannot set SO_SNDBUF: {e}");
+        }
+    }
     if let Err(e) = socket.set_nodelay(true) {
         debug!("{peer}: cannot set TCP_NODELAY: {e}");
     }
@@ -152,6 +188,16 @@ mod tests {
             err.to_string().contains("cannot bind tcp 127.0.0.1:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_backlog_counts_connections_not_yet_accepted() {
+        let bound = bind(&config(0)).unwrap();
+        assert_eq!(backlog(&bound.tcp), Some(0));
+        let _waiting: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(bound.local_addr).unwrap())
+            .collect();
+        assert_eq!(backlog(&bound.tcp), Some(3));
     }
 
     #[test]

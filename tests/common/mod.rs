@@ -38,6 +38,8 @@ macro_rules! each_mode {
     };
 }
 
+pub mod transcript;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -113,6 +115,8 @@ pub fn skip_unless_concurrent(mode: Mode) -> bool {
 pub struct Binary {
     pub addr: SocketAddr,
     pub child: Child,
+    /// The first line it printed: `listening on …`.
+    pub listening: String,
 }
 
 pub fn spawn_binary(args: &[&str]) -> Binary {
@@ -171,7 +175,11 @@ fn spawn_with_fd_limit(mode: Mode, args: &[&str], fd_limit: Option<u64>) -> Bina
         .unwrap_or_else(|_| panic!("{mode}: no `listening on` line"));
     let addr = socklab::net::parse_listening_line(&line)
         .unwrap_or_else(|| panic!("not a listening line: {line:?}"));
-    Binary { addr, child }
+    Binary {
+        addr,
+        child,
+        listening: line.trim_end().to_string(),
+    }
 }
 
 impl Binary {

@@ -18,6 +18,7 @@ use crate::server::config::Config;
 use crate::server::conversation::{Conversation, Discarded, Phase};
 use crate::server::limits::{deadline_after, READ_BUFFER};
 use crate::server::stats::Stats;
+use crate::server::trace::{trace_stage, Turn};
 use crate::service::{Clock, Session};
 
 /// Whether a short read means the receive queue was empty: true wherever readiness is edge-triggered
@@ -77,12 +78,16 @@ pub struct Context<'a> {
     pub config: &'a Config,
     /// Once shutdown has begun, when it gives up: no connection lingers past it.
     pub deadline: Option<Instant>,
+    /// The turn, for the trace.
+    pub turn: Turn,
 }
 
 /// One TCP connection: the value stored in the reactor's slab, under the key its token names.
 pub struct Connection {
     stream: TcpStream,
     token: Token,
+    /// Its slab key, as the trace names it (`conn 4`).
+    key: usize,
     /// A serial number, so a timer set for an earlier connection in the same slot does not touch this one.
     id: u64,
     peer: SocketAddr,
@@ -119,6 +124,7 @@ impl Connection {
     pub fn new(
         stream: TcpStream,
         token: Token,
+        key: usize,
         id: u64,
         peer: SocketAddr,
         session: Session,
@@ -127,6 +133,7 @@ impl Connection {
         Connection {
             stream,
             token,
+            key,
             id,
             peer,
             conversation: Conversation::new(session),
@@ -317,7 +324,16 @@ impl Connection {
             // 5a. Older replies first: the stream stays in order.
             match self.conversation.flush(&mut self.stream, cx.stats) {
                 Ok(0) => {}
-                Ok(_) => self.last_write = cx.clock.now(),
+                Ok(n) => {
+                    self.last_write = cx.clock.now();
+                    trace_stage!(
+                        cx.turn,
+                        "5a",
+                        "conn {}: wrote {n} B waiting in the outbox, {} B left",
+                        self.key,
+                        self.conversation.outbox().len()
+                    );
+                }
                 Err(e) => return self.failed("write", e),
             }
             if self.conversation.phase() != Phase::Open || !self.may_read {
@@ -330,6 +346,13 @@ impl Connection {
                 .read_limit(cx.config)
                 .min(cx.buffers.input.len());
             if limit == 0 {
+                trace_stage!(
+                    cx.turn,
+                    "5b",
+                    "conn {}: {} B unsent, no room to read: reading stops until the peer reads",
+                    self.key,
+                    self.conversation.outbox().len()
+                );
                 break;
             }
             // 7. Fairness: one busy peer gets its budget, then the others their turn; it is revisited next turn.
@@ -337,11 +360,15 @@ impl Connection {
                 return self.finish_turn(cx, Progress::MoreToRead);
             }
             let asked = limit.min(budget);
+            let (sent_before, waiting_before) =
+                (cx.stats.bytes_out, self.conversation.outbox().len());
+            let mut got = None;
             let Buffers { input, output } = &mut *cx.buffers;
             let sent = match self.stream.read(&mut input[..asked]) {
                 Ok(0) => {
                     // The peer half-closed: the service answers what it holds, then the connection closes.
                     self.may_read = false;
+                    got = Some(0);
                     self.conversation
                         .peer_closed(&mut self.stream, cx.clock, output, cx.stats)
                 }
@@ -356,6 +383,7 @@ impl Connection {
                         self.may_read = false;
                     }
                     budget -= n;
+                    got = Some(n);
                     self.window_bytes += n as u64;
                     self.conversation.received(
                         &mut self.stream,
@@ -378,10 +406,26 @@ impl Connection {
                 Ok(waiting) => self.replies_began_waiting(waiting, cx),
                 Err(e) => return self.failed("write", e),
             }
+            if let Some(got) = got.filter(|_| cx.turn.on) {
+                self.trace_exchange(cx, got, asked, sent_before, waiting_before);
+            }
         }
         let now = cx.clock.now();
+        let before = self.conversation.phase();
         match self.conversation.settle(&self.stream, now, cx.deadline) {
             Phase::Done => return Progress::Done("finished"),
+            Phase::Lingering if before != Phase::Lingering => {
+                trace_stage!(
+                    cx.turn,
+                    5,
+                    "conn {}: everything owed written: FIN sent; lingering until the peer's FIN",
+                    self.key
+                );
+                self.schedule(cx.config, cx.timers);
+                if self.may_read {
+                    return self.discard(cx);
+                }
+            }
             Phase::Lingering => {
                 self.schedule(cx.config, cx.timers);
                 if self.may_read {
@@ -400,7 +444,15 @@ impl Connection {
             .conversation
             .discard(&mut self.stream, &mut cx.buffers.input, budget)
         {
-            Discarded::PeerClosed => Progress::Done("finished"),
+            Discarded::PeerClosed => {
+                trace_stage!(
+                    cx.turn,
+                    5,
+                    "conn {}: the peer's FIN after ours: done",
+                    self.key
+                );
+                Progress::Done("finished")
+            }
             Discarded::WouldBlock => {
                 self.may_read = false;
                 self.finish_turn(cx, Progress::Idle)
@@ -415,6 +467,46 @@ impl Connection {
             self.last_write = cx.clock.now();
             self.schedule(cx.config, cx.timers);
         }
+    }
+
+    /// Stage 5's trace line for one read: what came, what the service made of it, what went out now and
+    /// what had to wait.
+    fn trace_exchange(
+        &self,
+        cx: &Context<'_>,
+        got: usize,
+        asked: usize,
+        sent_before: u64,
+        waiting_before: usize,
+    ) {
+        let reply = cx.buffers.output.len();
+        let written = cx.stats.bytes_out - sent_before;
+        let buffered = self
+            .conversation
+            .outbox()
+            .len()
+            .saturating_sub(waiting_before);
+        let read = if got == 0 {
+            "end of stream".to_string()
+        } else {
+            format!("read {got} B (asked {asked})")
+        };
+        let phase = match self.conversation.phase() {
+            Phase::Flushing if got > 0 => "; the service closes: reading stops",
+            _ => "",
+        };
+        let out = if buffered > 0 {
+            format!("{reply} B reply, {written} B written now, {buffered} B buffered")
+        } else {
+            format!("{reply} B written")
+        };
+        trace_stage!(
+            cx.turn,
+            5,
+            "conn {} ({}): {read} → {out}{phase}",
+            self.key,
+            self.peer,
+        );
     }
 
     fn failed(&self, what: &str, e: io::Error) -> Progress {
@@ -443,6 +535,22 @@ impl Connection {
                 return Progress::Done("poll error");
             }
             self.wants_write = wants_write;
+            if wants_write {
+                trace_stage!(
+                    cx.turn,
+                    6,
+                    "conn {}: WRITABLE on ({} B wait to be written)",
+                    self.key,
+                    self.conversation.outbox().len()
+                );
+            } else {
+                trace_stage!(
+                    cx.turn,
+                    6,
+                    "conn {}: WRITABLE off (the outbox is empty)",
+                    self.key
+                );
+            }
         }
         progress
     }

@@ -39,6 +39,7 @@ use super::limits::{deadline_after, ACCEPT_BUDGET, ACCEPT_PAUSE, DATAGRAM_BUDGET
 use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS as HANDLED};
 use super::sockets::{self, prepare_accepted, refuse};
 use super::stats::{plural, Stats, Summary};
+use super::trace::{self, trace_stage, Turn};
 use crate::net::{interrupted, would_block};
 use crate::service::Clock;
 
@@ -107,6 +108,8 @@ pub struct Reactor {
     next_id: u64,
     /// When this turn began; every deadline set during the turn counts from it.
     clock: Clock,
+    /// This turn's number, and whether it is traced (`server/trace.rs`).
+    turn: Turn,
 }
 
 impl Reactor {
@@ -150,6 +153,7 @@ impl Reactor {
             connection_cap,
             next_id: 0,
             clock: Clock::new(),
+            turn: Turn::new(trace::REACTOR),
             config,
         })
     }
@@ -191,6 +195,7 @@ impl Reactor {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut revisiting = Vec::new();
         loop {
+            self.turn.begin();
             // 1. Poll. Wait for readiness, but not past the next deadline, and not at all if a budget left
             //    work over from the last turn.
             let timeout = if self.revisit.is_empty() {
@@ -206,13 +211,21 @@ impl Reactor {
             } else {
                 Some(Duration::ZERO)
             };
+            // Only a traced turn reads the clock before it sleeps.
+            let slept_from = self.turn.on.then(Instant::now);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if interrupted(&e) {
+                    trace_stage!(self.turn, 1, "poll: interrupted by a signal; polling again");
                     continue;
                 }
                 return Err(e);
             }
             let now = self.clock.tick();
+            if let Some(from) = slept_from {
+                self.trace_poll(now - from, timeout, &events);
+            }
+            // What ran out of budget last turn, for stage 7; a spare vector keeps this allocation-free.
+            std::mem::swap(&mut self.revisit, &mut revisiting);
 
             // 2. Dispatch each event by its token.
             for event in events.iter() {
@@ -233,9 +246,10 @@ impl Reactor {
                 }
             }
 
-            // 7. Revisit what ran out of budget last turn. Swapping in a spare vector keeps this allocation-free.
-            std::mem::swap(&mut self.revisit, &mut revisiting);
+            // 7. Revisit what ran out of budget last turn (taken before stage 2, so what runs out this turn
+            //    waits for the next: one budget per connection per turn).
             for token in revisiting.drain(..) {
+                trace_stage!(self.turn, 7, "revisit {}", token_name(token));
                 match token {
                     LISTENER => {
                         self.listener_queued = false;
@@ -271,9 +285,56 @@ impl Reactor {
                 .shutdown
                 .over(Instant::now(), self.connections.len(), &mut self.stats)
             {
+                trace_stage!(
+                    self.turn,
+                    10,
+                    "shutdown over: {} left",
+                    plural(self.connections.len(), "connection", "connections")
+                );
                 return Ok(self.stop(false));
             }
         }
+    }
+
+    /// Stage 1's trace line: how long the poll slept, with what timeout, and what woke it.
+    fn trace_poll(&self, slept: Duration, timeout: Option<Duration>, events: &Events) {
+        let limit = match timeout {
+            None => "no timeout".to_string(),
+            Some(t) if t.is_zero() => "timeout 0: work left from the last turn".to_string(),
+            Some(t) => format!("timeout {}", trace::duration(t)),
+        };
+        let mut woke: Vec<String> = events
+            .iter()
+            .take(8)
+            .map(|e| {
+                let closed = e.is_read_closed() || e.is_error();
+                let what = match (closed, e.is_readable(), e.is_writable()) {
+                    (true, _, _) => "closed",
+                    (false, true, true) => "readable, writable",
+                    (false, true, false) => "readable",
+                    (false, false, true) => "writable",
+                    _ => "event",
+                };
+                format!("{} {what}", token_name(e.token()))
+            })
+            .collect();
+        let count = events.iter().count();
+        if count > woke.len() {
+            woke.push(format!("and {} more", count - woke.len()));
+        }
+        let why = match (woke.is_empty(), timeout) {
+            (false, _) => woke.join(", "),
+            (true, Some(t)) if t.is_zero() => {
+                "nothing new (it only looked, to go on with the work left)".to_string()
+            }
+            (true, _) => "a timer".to_string(),
+        };
+        trace_stage!(
+            self.turn,
+            1,
+            "poll: slept {} ({limit}); woke for {why}",
+            trace::duration(slept)
+        );
     }
 
     /// Stage 3. Accept until `WouldBlock` (or the accept budget is spent).
@@ -287,6 +348,10 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((stream, peer)) => self.add_connection(stream, peer),
+                Err(ref e) if would_block(e) && self.turn.on => {
+                    trace_stage!(self.turn, 3, "accept: none left (WouldBlock)");
+                    return;
+                }
                 Err(ref e) if would_block(e) => return,
                 Err(ref e) if interrupted(e) => {}
                 // The peer gave up between its connect and our accept: nothing to serve.
@@ -296,12 +361,23 @@ impl Reactor {
                     // kernel; trying again at once would fail again, and a level-triggered loop would spin
                     // on it. Pause until a connection closes or a short timer runs out (stage 8 or 9).
                     warn!("accept failed: {e}; pausing accepts until a descriptor frees up");
+                    trace_stage!(
+                        self.turn,
+                        3,
+                        "accept failed ({e}): paused for {} or until a connection closes",
+                        trace::duration(ACCEPT_PAUSE)
+                    );
                     self.stats.accept_pauses += 1;
                     self.accept_paused_until = Some(deadline_after(self.clock.now(), ACCEPT_PAUSE));
                     return;
                 }
             }
         }
+        trace_stage!(
+            self.turn,
+            7,
+            "accept budget ({ACCEPT_BUDGET}) spent: the listener is revisited next turn"
+        );
         self.revisit_later(LISTENER);
     }
 
@@ -327,10 +403,16 @@ impl Reactor {
         if self.connections.len() >= self.connection_cap {
             // Over the cap: say so in one line and close.
             self.stats.refused += 1;
+            trace_stage!(
+                self.turn,
+                3,
+                "refuse {peer}: {} open, the cap",
+                self.connections.len()
+            );
             refuse(socket2::SockRef::from(&stream), peer);
             return;
         }
-        prepare_accepted(&stream, peer);
+        prepare_accepted(&stream, peer, &self.config);
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         let token = Token(key + FIRST_CONNECTION);
@@ -347,6 +429,7 @@ impl Reactor {
         let conn = entry.insert(Connection::new(
             stream,
             token,
+            key,
             self.next_id,
             peer,
             session,
@@ -355,6 +438,7 @@ impl Reactor {
         conn.schedule(&self.config, &mut self.timers);
         self.stats.accepted += 1;
         debug!("{peer}: connected as {token:?}");
+        trace_stage!(self.turn, 3, "accept {} ({peer})", token_name(token));
         // The greeting, if the service has one, goes out now, before anything is read.
         let (conn, mut cx) = self.connection_and_context(key);
         let progress = conn.greet(&mut cx);
@@ -372,8 +456,14 @@ impl Reactor {
             &self.config,
             &mut self.stats,
             DATAGRAM_BUDGET,
+            &self.turn,
         );
-        if let Answered::More(_) = answered {
+        if let Answered::More(n) = answered {
+            trace_stage!(
+                self.turn,
+                7,
+                "datagram budget spent ({n} answered): udp revisited next turn"
+            );
             self.revisit_later(UDP);
         }
     }
@@ -413,9 +503,11 @@ impl Reactor {
             timers,
             clock,
             shutdown,
+            turn,
             ..
         } = self;
         let cx = Context {
+            turn: *turn,
             registry: poll.registry(),
             clock,
             timers,
@@ -435,6 +527,11 @@ impl Reactor {
                 let conn = &mut self.connections[key];
                 if !conn.queued {
                     conn.queued = true;
+                    trace_stage!(
+                        self.turn,
+                        7,
+                        "conn {key}: budget spent with bytes perhaps waiting: revisited next turn"
+                    );
                     self.revisit.push(Token(key + FIRST_CONNECTION));
                 }
             }
@@ -446,6 +543,12 @@ impl Reactor {
     fn close(&mut self, key: usize, why: &str) {
         let conn = &mut self.connections[key];
         debug!("{}: closed ({why})", conn.peer());
+        trace_stage!(
+            self.turn,
+            8,
+            "conn {key} ({}) closed ({why}): out of the poll, its slot freed at the end of the turn",
+            conn.peer()
+        );
         conn.close(self.poll.registry());
         self.reap.push(key);
         self.stats.closed += 1;
@@ -465,8 +568,9 @@ impl Reactor {
             }
             let (conn, mut cx) = self.connection_and_context(key);
             let progress = conn.on_check(check.at, &mut cx);
-            if let Progress::Done(_) = progress {
+            if let Progress::Done(why) = progress {
                 self.stats.timed_out += 1;
+                trace_stage!(self.turn, 9, "timer: conn {key}: {why}");
             }
             self.act_on(key, progress);
         }
@@ -492,6 +596,12 @@ impl Reactor {
         if self.reap.is_empty() {
             return;
         }
+        trace_stage!(
+            self.turn,
+            8,
+            "reap: {} freed",
+            plural(self.reap.len(), "slot", "slots")
+        );
         for key in self.reap.drain(..) {
             let conn = self.connections.remove(key);
             if conn.queued {
@@ -548,6 +658,12 @@ impl Reactor {
             plural(open.len(), "connection is", "connections are"),
             self.shutdown.timeout()
         );
+        trace_stage!(
+            self.turn,
+            10,
+            "shutdown ({why}): listener and udp closed; {} reading",
+            plural(open.len(), "connection stops", "connections stop")
+        );
         for key in open {
             let (conn, mut cx) = self.connection_and_context(key);
             let progress = conn.stop_reading(&mut cx);
@@ -561,5 +677,16 @@ impl Reactor {
             stats: self.stats,
             forced,
         }
+    }
+}
+
+/// A token as the trace names it.
+fn token_name(token: Token) -> String {
+    match token {
+        LISTENER => "listener".into(),
+        UDP => "udp".into(),
+        SIGNALS => "signals".into(),
+        WAKER => "waker".into(),
+        Token(n) => format!("conn {}", n - FIRST_CONNECTION),
     }
 }

@@ -84,6 +84,8 @@ pub fn normalise(lines: &[String]) -> Vec<String> {
             &[" B", " ms", " µs", " s", " bytes", " passes", " of them"],
         );
         line = replace_after(&line, &["127.0.0.1:", "[::1]:"], "PORT");
+        // How much a read asks for follows the room left under the high-water mark.
+        line = replace_after(&line, &["(asked "], "N");
         line = replace_after(&line, &["at most ", "serving at most "], "N");
         if out.last() != Some(&line) {
             out.push(line);
@@ -98,6 +100,15 @@ fn replace_numbers_before(line: &str, units: &[&str]) -> String {
     for unit in units {
         let mut from = 0;
         while let Some(at) = line[from..].find(unit).map(|i| i + from) {
+            // A unit is a word: `10 shutdown` is not ten seconds.
+            let ends_word = line[at + unit.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric());
+            if !ends_word {
+                from = at + unit.len();
+                continue;
+            }
             let start = line[..at]
                 .char_indices()
                 .rev()
@@ -190,10 +201,15 @@ fn strip_turn(line: &str) -> String {
 }
 
 /// What the comparison holds a session to: each distinct event, normalised, in the order it first happens.
+/// Stage 1's line is left out: which readiness events one poll happens to gather (a read and a write
+/// together, or one poll each) is the machine's timing, not the loop's logic.
 pub fn story(lines: &[String]) -> Vec<String> {
     let mut story: Vec<String> = Vec::new();
     for line in normalise(lines) {
         let event = strip_turn(&line);
+        if event.starts_with("1 poll") {
+            continue;
+        }
         if event != MORE_TURNS && !story.contains(&event) {
             story.push(event);
         }
@@ -204,6 +220,22 @@ pub fn story(lines: &[String]) -> Vec<String> {
 /// Checks the block `name` of `file` against `actual` (or writes it there, condensed, with
 /// `SOCKLAB_BLESS=1`).
 pub fn check(file: &str, name: &str, actual: &[String]) {
+    if let Err(e) = try_check(file, name, actual) {
+        panic!("{e}");
+    }
+}
+
+/// Produces a session with `run` and checks it; a session whose story differs is produced once more
+/// before it counts as a difference. A session is a real run on a shared machine: a change in the loop's
+/// logic differs every time, a scheduling hiccup does not come twice in a row.
+pub fn check_session(file: &str, name: &str, mut run: impl FnMut() -> Vec<String>) {
+    if try_check(file, name, &run()).is_err() {
+        eprintln!("{file} {name}: the story differed; running the session once more");
+        check(file, name, &run());
+    }
+}
+
+fn try_check(file: &str, name: &str, actual: &[String]) -> Result<(), String> {
     let actual = condense(actual);
     let actual = &actual[..];
     let path = path(file);
@@ -226,7 +258,7 @@ pub fn check(file: &str, name: &str, actual: &[String]) {
         lines.splice(start..end, fresh);
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         eprintln!("blessed {file} {name}");
-        return;
+        return Ok(());
     }
     let (want, got) = (story(&expected), story(actual));
     if want != got {
@@ -235,11 +267,12 @@ pub fn check(file: &str, name: &str, actual: &[String]) {
             .map(|l| format!("- {l}"))
             .chain(got.iter().map(|l| format!("+ {l}")))
             .collect();
-        panic!(
+        return Err(format!(
             "{file}, block {name}, differs from what the binaries print now (normalised; - the file, + now):\n{}\n\n\
              this session, in full:\n{}\n\nto take it, run: SOCKLAB_BLESS=1 cargo test --test transcripts",
             diff.join("\n"),
             actual.join("\n")
-        );
+        ));
     }
+    Ok(())
 }

@@ -249,13 +249,14 @@ impl Reactor {
             // 7. Revisit what ran out of budget last turn (taken before stage 2, so what runs out this turn
             //    waits for the next: one budget per connection per turn).
             for token in revisiting.drain(..) {
-                trace_stage!(self.turn, 7, "revisit {}", token_name(token));
                 match token {
                     LISTENER => {
+                        trace_stage!(self.turn, 7, "revisit the listener");
                         self.listener_queued = false;
                         self.accept();
                     }
                     UDP => {
+                        trace_stage!(self.turn, 7, "revisit udp");
                         self.udp_queued = false;
                         self.answer_datagrams();
                     }
@@ -264,6 +265,7 @@ impl Reactor {
                         if let Some(conn) = self.connections.get_mut(key) {
                             conn.queued = false;
                             if !conn.is_closed() {
+                                trace_stage!(self.turn, 7, "revisit conn {key}");
                                 self.drive(key);
                             }
                         }

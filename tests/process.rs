@@ -164,7 +164,10 @@ fn a_taken_port_is_a_clear_error_and_exit_2() {
 #[test]
 fn bad_flags_are_refused_with_a_reason() {
     for (args, needle) in [
-        (&["--bind", "not-an-ip"][..], "invalid value"),
+        (
+            &["--bind", "not-an-ip"][..],
+            "--bind not-an-ip: cannot resolve it",
+        ),
         (&["--service", "shout"][..], "possible values: upper, echo"),
         (
             &["--mode", "fast"][..],
@@ -262,4 +265,37 @@ fn tcp_bytes(log: &str) -> (u64, u64) {
         .take(2)
         .collect();
     (numbers[0], numbers[1])
+}
+
+#[test]
+fn bind_takes_a_name_and_says_what_it_bound() {
+    let server = spawn_binary(&["--bind", "localhost"]);
+    assert!(server.addr.ip().is_loopback(), "{}", server.listening);
+    let mut client = connect(server.addr);
+    assert_eq!(exchange(&mut client, b"named"), b"NAMED");
+    drop(client);
+    let (status, out, err) = run_binary(
+        env!("CARGO_BIN_EXE_socklab-server"),
+        &["--port", "0", "--bind", "no-such-host.invalid"],
+        None,
+    );
+    assert_eq!(status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("--bind no-such-host.invalid: cannot resolve it"),
+        "{err}"
+    );
+}
+
+each_mode! {
+    fn the_reactor_only_flags_are_warned_about_only_when_given(mode) {
+        let quiet = spawn_mode(mode, &[]);
+        quiet.signal(libc::SIGTERM);
+        let (_, log) = quiet.wait();
+        assert!(!log.contains("only apply") && !log.contains("only applies"), "{mode}: a warning nobody asked for:\n{log}");
+        let given = spawn_mode(mode, &["--write-timeout", "5", "--min-rate", "2"]);
+        given.signal(libc::SIGTERM);
+        let (_, log) = given.wait();
+        let warned = log.contains("--min-rate, --write-timeout only apply to the reactor");
+        assert_eq!(warned, mode != socklab::server::Mode::Reactor, "{mode}:\n{log}");
+    }
 }

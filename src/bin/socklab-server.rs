@@ -3,12 +3,13 @@
 //!
 //! Walk-through: `docs/09-running.md`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use log::{error, warn};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use log::{error, info, warn};
 
 use socklab::encoding::Encoding;
 use socklab::flags::{self, off_if_zero};
@@ -32,9 +33,10 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Mode::Reactor)]
     mode: Mode,
 
-    /// Address to bind: 127.0.0.1, ::1, or 0.0.0.0 / :: for every interface.
+    /// Address to bind: 127.0.0.1, ::1, 0.0.0.0 / :: for every interface, or a name (localhost), resolved
+    /// and bound to its first address.
     #[arg(long, default_value = "127.0.0.1")]
-    bind: IpAddr,
+    bind: String,
 
     /// Port for both TCP and UDP; 0 picks a free one (printed in the `listening on` line).
     #[arg(long, default_value_t = DEFAULT_PORT)]
@@ -121,15 +123,63 @@ struct Args {
     quiet: u8,
 }
 
+/// The address `--bind` names: an IP address as it is, a name resolved to its first address (said in a log
+/// line when it has more than one).
+fn bind_address(bind: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = bind.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let addrs: Vec<IpAddr> = (bind, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("--bind {bind}: cannot resolve it: {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    let first = *addrs
+        .first()
+        .ok_or_else(|| format!("--bind {bind}: the name resolves to no address"))?;
+    if addrs.len() > 1 {
+        let all: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
+        info!(
+            "--bind {bind} resolves to {}: binding {first}",
+            all.join(", ")
+        );
+    }
+    Ok(first)
+}
+
+/// The flags only the reactor honours that this run set on the command line.
+fn reactor_only_flags_given(matches: &ArgMatches) -> Vec<&'static str> {
+    [
+        ("idle_timeout", "--idle-timeout"),
+        ("min_rate", "--min-rate"),
+        ("write_timeout", "--write-timeout"),
+    ]
+    .into_iter()
+    .filter(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
+    .map(|(_, flag)| flag)
+    .collect()
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     socklab::logging::init_with_trace(args.verbose, args.quiet, args.trace);
+    let bind = match bind_address(&args.bind) {
+        Ok(ip) => ip,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     // Each connection is a descriptor: take all the kernel allows before sizing the connection limit.
     if let Err(e) = socklab::net::raise_open_file_limit() {
         warn!("cannot raise the open-file limit: {e}");
     }
     let config = Config {
-        bind: args.bind,
+        bind,
         port: args.port,
         service: args.service,
         encoding: args.encoding,
@@ -145,11 +195,18 @@ fn main() -> ExitCode {
         write_timeout: off_if_zero(args.write_timeout),
         max_connections: args.max_connections,
     };
-    if args.mode != Mode::Reactor {
+    let ignored = reactor_only_flags_given(&matches);
+    if args.mode != Mode::Reactor && !ignored.is_empty() {
         // The blocking designs are the tutorials' servers, kept simple to be compared: they have no timers.
+        let (verb, pronoun) = if ignored.len() == 1 {
+            ("applies", "is")
+        } else {
+            ("apply", "are")
+        };
         warn!(
-            "--mode {}: the idle, minimum-rate and write timeouts apply only to the reactor",
-            args.mode
+            "--mode {}: {} only {verb} to the reactor, and {pronoun} ignored here",
+            args.mode,
+            ignored.join(", ")
         );
     }
     let mut server = match Server::bind(args.mode, config) {

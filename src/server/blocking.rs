@@ -40,7 +40,7 @@ use super::config::Config;
 use super::conversation::{Conversation, Phase};
 use super::limits::{CONNECTION_STACK, DATAGRAM_BUFFER, THREAD_READ_SIZE, TICK};
 use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS};
-use super::sockets::{self, backlog, prepare_accepted, Bound};
+use super::sockets::{self, backlog, prepare_accepted, AcceptOutage, Bound};
 use super::stats::{plural, Stats, Summary};
 use super::trace::{self, BLOCKING};
 use crate::net::{interrupted, timed_out};
@@ -148,6 +148,7 @@ fn accept_and_serve(shared: &Arc<Shared>, listener: &TcpListener) {
 /// The next connection, or `None` once shutdown has begun. Shared with `threaded.rs`.
 pub(crate) fn accept(shared: &Shared, listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     let waiting_since = tracing().then(Instant::now);
+    let mut outage = AcceptOutage::default();
     loop {
         let accepted = listener.accept();
         if shared.stopping() {
@@ -157,6 +158,7 @@ pub(crate) fn accept(shared: &Shared, listener: &TcpListener) -> Option<(TcpStre
         }
         match accepted {
             Ok(accepted) => {
+                outage.accepted();
                 if let Some(since) = waiting_since {
                     log::trace!(
                         target: BLOCKING,
@@ -173,7 +175,7 @@ pub(crate) fn accept(shared: &Shared, listener: &TcpListener) -> Option<(TcpStre
             Err(ref e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
             Err(e) => {
                 // Out of descriptors (EMFILE) or memory: retrying at once would spin, so pause first.
-                warn!("accept failed: {e}");
+                outage.failed(&e);
                 thread::sleep(TICK);
             }
         }

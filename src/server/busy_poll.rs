@@ -32,7 +32,7 @@ use super::conversation::{Conversation, Discarded, Phase};
 use super::datagrams::Batch;
 use super::limits::{ACCEPT_BUDGET, DATAGRAM_BUDGET, READ_BUFFER};
 use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS};
-use super::sockets::{self, prepare_accepted, refuse};
+use super::sockets::{self, prepare_accepted, refuse, AcceptOutage};
 use super::stats::{plural, Stats, Summary};
 use super::trace::{self, trace_stage, Turn};
 use crate::net::{interrupted, would_block};
@@ -63,6 +63,8 @@ pub struct BusyPoll {
     signals: Vec<(&'static str, Arc<AtomicBool>)>,
     shutdown: Shutdown,
     connection_cap: usize,
+    /// An accept outage under way, logged when it begins and ends (not on every pass).
+    outage: AcceptOutage,
     clock: Clock,
     input: Box<[u8]>,
     output: Vec<u8>,
@@ -92,6 +94,7 @@ impl BusyPoll {
             signals: Vec::new(),
             shutdown: Shutdown::new(config.shutdown_timeout),
             connection_cap: capacity::connection_cap(&config, capacity::SOCKET),
+            outage: AcceptOutage::default(),
             clock: Clock::new(),
             input: vec![0; READ_BUFFER].into_boxed_slice(),
             output: Vec::with_capacity(READ_BUFFER),
@@ -223,6 +226,7 @@ impl BusyPoll {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     progress = true;
+                    self.outage.accepted();
                     if let Err(e) = stream.set_nonblocking(true) {
                         warn!("{peer}: cannot make the connection non-blocking, dropped: {e}");
                         continue;
@@ -262,7 +266,7 @@ impl BusyPoll {
                 Err(ref e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // Out of descriptors (EMFILE) or memory: the connection stays queued; try next pass.
-                    warn!("accept failed: {e}");
+                    self.outage.failed(&e);
                     break;
                 }
             }

@@ -97,6 +97,41 @@ fn explain(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
     io::Error::new(e.kind(), format!("cannot bind {proto} {addr}: {e}{hint}"))
 }
 
+/// An `accept` that keeps failing (out of descriptors: `EMFILE`, `ENFILE`; or kernel memory) is one outage,
+/// told in two lines, when it begins and when it ends, however many times accepting is retried meanwhile.
+#[derive(Debug, Default)]
+pub struct AcceptOutage {
+    /// When the outage began, and how many accepts have failed since.
+    since: Option<(std::time::Instant, u64)>,
+}
+
+impl AcceptOutage {
+    /// An accept failed with `e`. Logs the outage's first failure only.
+    pub fn failed(&mut self, e: &io::Error) {
+        match &mut self.since {
+            Some((_, failures)) => *failures += 1,
+            None => {
+                log::warn!(
+                    "accept failed: {e}; clients wait in the backlog until descriptors free up (the end of this \
+                     is logged too)"
+                );
+                self.since = Some((std::time::Instant::now(), 1));
+            }
+        }
+    }
+
+    /// An accept succeeded (or the server stops): an outage under way is over.
+    pub fn accepted(&mut self) {
+        if let Some((since, failures)) = self.since.take() {
+            log::warn!(
+                "accepting again after {:.1} s without descriptors ({} failed meanwhile)",
+                since.elapsed().as_secs_f64(),
+                super::stats::plural(failures, "accept", "accepts")
+            );
+        }
+    }
+}
+
 /// How many connections wait in `listener`'s backlog, accepted by the kernel but not yet by the server
 /// (Linux reports it in `TCP_INFO`'s `tcpi_unacked` for a listening socket); `None` where it cannot say.
 /// For the blocking mode's trace: who waits while it serves one client.

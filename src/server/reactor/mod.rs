@@ -37,7 +37,7 @@ use super::config::Config;
 use super::datagrams::{Answered, Batch};
 use super::limits::{deadline_after, ACCEPT_BUDGET, ACCEPT_PAUSE, DATAGRAM_BUDGET};
 use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS as HANDLED};
-use super::sockets::{self, prepare_accepted, refuse};
+use super::sockets::{self, prepare_accepted, refuse, AcceptOutage};
 use super::stats::{plural, Stats, Summary};
 use super::trace::{self, trace_stage, Turn};
 use crate::net::{interrupted, would_block};
@@ -102,6 +102,8 @@ pub struct Reactor {
     timers: Timers,
     /// Out of descriptors: no accept until then (or until a connection closes and frees one).
     accept_paused_until: Option<Instant>,
+    /// An accept outage under way, logged when it begins and ends.
+    outage: AcceptOutage,
     /// The most connections served at once; the next client is refused.
     connection_cap: usize,
     /// Serial number of the next connection, for its timers.
@@ -150,6 +152,7 @@ impl Reactor {
             shutdown: Shutdown::new(config.shutdown_timeout),
             timers: Timers::default(),
             accept_paused_until: None,
+            outage: AcceptOutage::default(),
             connection_cap,
             next_id: 0,
             clock: Clock::new(),
@@ -349,7 +352,10 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer),
+                Ok((stream, peer)) => {
+                    self.outage.accepted();
+                    self.add_connection(stream, peer);
+                }
                 Err(ref e) if would_block(e) && self.turn.on => {
                     trace_stage!(self.turn, 3, "accept: none left (WouldBlock)");
                     return;
@@ -362,7 +368,7 @@ impl Reactor {
                     // Out of descriptors (EMFILE, ENFILE) or kernel memory. The client stays queued in the
                     // kernel; trying again at once would fail again, and a level-triggered loop would spin
                     // on it. Pause until a connection closes or a short timer runs out (stage 8 or 9).
-                    warn!("accept failed: {e}; pausing accepts until a descriptor frees up");
+                    self.outage.failed(&e);
                     trace_stage!(
                         self.turn,
                         3,

@@ -132,11 +132,8 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.text());
             }
-            if report.tally.connected == 0 && report.tally.refused > 0 {
-                error!(
-                    "every connection was refused: is socklab-server running on {}?",
-                    options.addr
-                );
+            for hint in report.hints() {
+                error!("{hint}");
             }
             if report.failed() {
                 ExitCode::FAILURE

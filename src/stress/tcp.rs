@@ -1,7 +1,10 @@
 //! The TCP load: many connections in one mio loop, each a pipeline of requests whose replies are checked as
 //! the bytes arrive. Replies on one stream come back in request order, so a connection keeps its requests in
 //! flight in a queue and compares each arriving byte with the next expected byte of the head's reply: any
-//! split of the stream is checked the same, and nothing is buffered but a cursor.
+//! split of the stream is checked the same, and for a service whose replies are fixed bytes nothing is
+//! buffered but a cursor. A service whose replies vary (an HTTP `Date`) has each connection hold its head
+//! reply, in one buffer reused for every reply, until the service can judge it whole (`payload.rs` says
+//! how the two kinds are told apart). A service's greeting is checked once, before the first reply.
 //!
 //! Connections open a window at a time (`CONNECT_WINDOW`) so that ten thousand SYNs do not overflow the
 //! server's listen backlog and turn into one-second retransmits. The load starts when every connection has
@@ -28,6 +31,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::mismatch::{self, Mismatch};
 use super::payload::{Payloads, VARIANTS};
 use super::timer::{arm_before_poll, Timer, TIMER};
 use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
@@ -65,6 +69,13 @@ struct Conn {
     inflight: VecDeque<Inflight>,
     /// Bytes of the head request's reply already received and found right.
     matched: usize,
+    /// Bytes of the service's greeting received (a connection's first bytes).
+    greeted: usize,
+    /// The head reply's bytes so far, when replies vary: it is judged whole once complete. Its capacity is
+    /// the longest reply, taken once, so holding costs no allocation per request.
+    held: Vec<u8>,
+    /// A reply has been checked on this connection: the next wrong one is not its first.
+    answered: bool,
     /// Requests taken but not yet written; reused, so it never allocates after the first turns.
     out: Vec<u8>,
     out_pos: usize,
@@ -139,7 +150,11 @@ impl Conn {
                 Ok(0) => {
                     let e = io::Error::new(io::ErrorKind::UnexpectedEof, "closed by the server");
                     // A reply cut short is a wrong reply, not merely a missing one.
-                    if self.matched > 0 {
+                    if self.mid_reply(payloads) {
+                        if tally.wants_mismatch() {
+                            let before = self.accepted_of_head(payloads);
+                            tally.mismatches.push(self.mismatch(payloads, before, &[]));
+                        }
                         return Turn::Wrong;
                     }
                     return Turn::Failed(e);
@@ -147,7 +162,11 @@ impl Conn {
                 Ok(n) => {
                     if self.idle {
                         tally.reply_bytes += n as u64;
-                    } else if !self.check(&buf[..n], payloads, tally, now_ns) {
+                    } else if let Err(wrong) = self.check(&buf[..n], payloads, tally, now_ns) {
+                        if let Some(mut kept) = wrong {
+                            self.read_waiting(&mut kept, buf);
+                            tally.mismatches.push(kept);
+                        }
                         return Turn::Wrong;
                     }
                     // A read that did not fill the buffer took all the socket had. The usual read to see
@@ -166,39 +185,125 @@ impl Conn {
         }
     }
 
-    /// Matches `data` against the replies expected next. False at the first byte that is wrong, including
-    /// bytes no request asked for.
+    /// Matches `data` against the greeting and the replies expected next. At the first wrong byte
+    /// (including bytes no request asked for) it fails, with the wrong reply if the run still keeps them.
+    ///
+    /// Bytes a reply always has are compared as they arrive; a reply whose later bytes vary (see
+    /// [`Payloads::steady`]) is also held until its last byte, then judged whole by the service.
     fn check(
         &mut self,
         mut data: &[u8],
         payloads: &Payloads,
         tally: &mut Tally,
         now_ns: u64,
-    ) -> bool {
-        while !data.is_empty() {
-            let Some(head) = self.inflight.front() else {
-                return false;
-            };
-            let reply = payloads.reply(head.variant as usize);
-            let expected = &reply[self.matched..];
+    ) -> Result<(), Option<Mismatch>> {
+        let greeting = payloads.greeting();
+        if self.greeted < greeting.len() && !data.is_empty() {
+            let expected = &greeting[self.greeted..];
             let n = expected.len().min(data.len());
             if data[..n] != expected[..n] {
-                return false;
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, &[], data)));
+            }
+            self.greeted += n;
+            data = &data[n..];
+            if self.greeted == greeting.len() {
+                tally.reply_bytes += greeting.len() as u64;
+            }
+        }
+        while !data.is_empty() {
+            let Some(head) = self.inflight.front().copied() else {
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, &[], data)));
+            };
+            let variant = head.variant as usize;
+            let reply = payloads.reply(variant);
+            let n = (reply.len() - self.matched).min(data.len());
+            let steady = payloads.steady(variant).saturating_sub(self.matched).min(n);
+            if data[..steady] != reply[self.matched..self.matched + steady] {
+                let before = self.accepted_of_head(payloads);
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, before, data)));
+            }
+            if !payloads.exact() {
+                self.held.extend_from_slice(&data[..n]);
             }
             self.matched += n;
             data = &data[n..];
-            if self.matched == reply.len() {
-                tally
-                    .latency
-                    .saturating_record(now_ns.saturating_sub(head.intended_ns).max(1));
-                tally.checked += 1;
-                tally.reply_bytes += reply.len() as u64;
-                self.matched = 0;
-                self.inflight.pop_front();
-                self.progress_ns = now_ns;
+            if self.matched < reply.len() {
+                continue;
+            }
+            if !payloads.exact() && !payloads.same_reply(variant, &self.held) {
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, &self.held, data)));
+            }
+            self.held.clear();
+            tally
+                .latency
+                .saturating_record(now_ns.saturating_sub(head.intended_ns).max(1));
+            tally.checked += 1;
+            tally.reply_bytes += reply.len() as u64;
+            self.matched = 0;
+            self.answered = true;
+            self.inflight.pop_front();
+            self.progress_ns = now_ns;
+        }
+        Ok(())
+    }
+
+    /// Whether the stream stopped inside the greeting or a reply.
+    fn mid_reply(&self, payloads: &Payloads) -> bool {
+        self.matched > 0 || (self.greeted > 0 && self.greeted < payloads.greeting().len())
+    }
+
+    /// The head reply's bytes received so far, all found right.
+    fn accepted_of_head<'p>(&'p self, payloads: &'p Payloads) -> &'p [u8] {
+        match self.inflight.front() {
+            Some(_) if !payloads.exact() => &self.held,
+            Some(head) => &payloads.reply(head.variant as usize)[..self.matched],
+            None => &[],
+        }
+    }
+
+    /// The head request's wrong reply: `before` is what had come of it and was right, `rest` the bytes
+    /// from where checking stopped. The first reply on a connection is shown with the greeting.
+    fn mismatch(&self, payloads: &Payloads, before: &[u8], rest: &[u8]) -> Mismatch {
+        let head = self.inflight.front();
+        let request = head.map_or(&[][..], |h| payloads.request(h.variant as usize));
+        let reply = head.map_or(&[][..], |h| payloads.reply(h.variant as usize));
+        let first = !self.answered;
+        let greeting = if first { payloads.greeting() } else { &[] };
+        let expected = [greeting, reply].concat();
+        let greeted = &greeting[..self.greeted.min(greeting.len())];
+        let mut got = [greeted, before, rest].concat();
+        got.truncate(expected.len() + mismatch::EXTRA);
+        Mismatch {
+            request: request.to_vec(),
+            expected,
+            got,
+            first,
+        }
+    }
+
+    /// Adds to a kept wrong reply what is already waiting in the socket (without waiting for more), so it
+    /// shows more than the bytes that happened to come with its first wrong one.
+    fn read_waiting(&mut self, kept: &mut Mismatch, buf: &mut [u8]) {
+        let limit = kept.expected.len() + mismatch::EXTRA;
+        while kept.got.len() < limit {
+            match self.stream.read(buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let take = n.min(limit - kept.got.len());
+                    kept.got.extend_from_slice(&buf[..take]);
+                }
+                Err(ref e) if interrupted(e) => {}
+                Err(_) => return,
             }
         }
-        true
     }
 
     /// Closes the connection; its requests still in flight are counted unanswered.
@@ -382,7 +487,7 @@ impl<'a> Load<'a> {
                         idle,
                         i,
                         self.options.pipeline,
-                        self.options.size,
+                        &self.payloads,
                     ));
                     self.connect_started
                         .push(nanos(self.origin, Instant::now()));
@@ -534,8 +639,8 @@ impl<'a> Load<'a> {
             if conn.idle {
                 // Half the idle connections start a line and never finish it.
                 if i % 2 == 0 {
-                    conn.out
-                        .extend_from_slice(&self.payloads.request(0)[..self.options.size / 2]);
+                    let request = self.payloads.request(0);
+                    conn.out.extend_from_slice(&request[..request.len() / 2]);
                 }
             } else if self.options.rate.is_none() {
                 while conn.has_room(self.options.pipeline) {
@@ -623,7 +728,11 @@ impl<'a> Load<'a> {
         let Some(started) = self.start else {
             return false;
         };
-        if (self.schedule.check_end(now_ns) || self.live_load == 0) && self.drain_until.is_none() {
+        let ended = self.schedule.check_end(now_ns);
+        if (ended || self.live_load == 0) && self.drain_until.is_none() {
+            if !ended && !self.schedule.stopped {
+                self.tally.stopped_early = Some(self.tally.early_stop());
+            }
             self.schedule.stopped = true;
             self.drain_until = Some(now + self.options.timeout);
         }
@@ -659,13 +768,22 @@ impl<'a> Load<'a> {
     }
 }
 
-fn new_conn(stream: TcpStream, idle: bool, i: usize, pipeline: usize, size: usize) -> Conn {
+fn new_conn(stream: TcpStream, idle: bool, i: usize, pipeline: usize, payloads: &Payloads) -> Conn {
+    let size = payloads.request(0).len();
+    let held = if payloads.exact() || idle {
+        0
+    } else {
+        payloads.longest_reply()
+    };
     Conn {
         stream,
         state: State::Connecting,
         idle,
         inflight: VecDeque::with_capacity(pipeline),
         matched: 0,
+        greeted: 0,
+        held: Vec::with_capacity(held),
+        answered: false,
         out: Vec::with_capacity(pipeline * size),
         out_pos: 0,
         // Neighbouring connections start on different lines, so a reply crossing connections shows.

@@ -24,6 +24,7 @@ use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
+use super::mismatch::{self, Mismatch};
 use super::payload::{Payloads, MAX_SIZE, VARIANTS};
 use super::timer::{arm_before_poll, Timer, TIMER};
 use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
@@ -47,6 +48,8 @@ struct Peer {
     blocked: bool,
     inflight: VecDeque<Inflight>,
     next_variant: usize,
+    /// A datagram came back: something serves there, so a later refusal does not undo `connected`.
+    answered: bool,
 }
 
 impl Peer {
@@ -101,11 +104,12 @@ impl Peer {
                 Err(ref e) if interrupted(e) => continue,
                 Err(e) => return Err(e),
             };
+            self.answered = true;
             let reply = &buf[..n];
             let position = self
                 .inflight
                 .iter()
-                .position(|r| payloads.reply(r.variant as usize) == reply);
+                .position(|r| payloads.same_reply(r.variant as usize, reply));
             match position {
                 Some(p) => {
                     let request = self.inflight.remove(p).expect("position is in range");
@@ -120,7 +124,19 @@ impl Peer {
                     // It answers none of the requests in flight: it settles the oldest, as a wrong reply.
                     // (With nothing in flight it is a reply nobody asked for: wrong all the same.)
                     tally.wrong += 1;
-                    self.inflight.pop_front();
+                    let oldest = self.inflight.pop_front();
+                    if tally.wants_mismatch() {
+                        let variant = oldest.map(|r| r.variant as usize);
+                        let expected = variant.map_or(&[][..], |v| payloads.reply(v));
+                        let mut got = reply.to_vec();
+                        got.truncate(expected.len() + mismatch::EXTRA);
+                        tally.mismatches.push(Mismatch {
+                            request: variant.map_or(Vec::new(), |v| payloads.request(v).to_vec()),
+                            expected: expected.to_vec(),
+                            got,
+                            first: false,
+                        });
+                    }
                 }
             }
         }
@@ -139,6 +155,11 @@ impl Peer {
     }
 
     fn fail(&mut self, e: &io::Error, tally: &mut Tally) {
+        // "Port unreachable" before any reply: this socket never reached a server, so it was never up (as a
+        // refused TCP connect is not). After a reply it was, as a TCP connection that is later reset.
+        if e.kind() == io::ErrorKind::ConnectionRefused && !self.answered {
+            tally.connected = tally.connected.saturating_sub(1);
+        }
         tally.fail(e);
         tally.unanswered += self.inflight.len() as u64;
         self.inflight.clear();
@@ -249,6 +270,7 @@ impl<'a> Load<'a> {
                         blocked: false,
                         inflight: VecDeque::with_capacity(options.pipeline),
                         next_variant: i,
+                        answered: false,
                     });
                     tally.connected += 1;
                 }
@@ -339,11 +361,21 @@ impl<'a> Load<'a> {
         }
     }
 
-    /// Stage 2: at the end of the schedule (or with no socket left) stop issuing; every request still in
-    /// flight is settled by the sweep within one timeout. True once all are, or the drain is over.
+    /// Stage 2: at the end of the schedule, with no socket left, or once there have been only wrong
+    /// replies, at least one per socket, stop issuing; every request still in flight is settled by the
+    /// sweep within one timeout. True once all are, or the drain is over.
     fn is_over(&mut self, now: Instant, now_ns: u64) -> bool {
         let live = self.peers.iter().any(|p| p.open);
-        if (self.schedule.check_end(now_ns) || !live) && self.drain_until.is_none() {
+        // Over TCP a wrong reply closes its connection, so a server of another service ends the run at once;
+        // a datagram changes nothing for the next, so the same server is recognised here instead.
+        let only_wrong = self.tally.checked == 0
+            && self.tally.wrong > 0
+            && self.tally.wrong >= self.peers.len() as u64;
+        let ended = self.schedule.check_end(now_ns);
+        if (ended || !live || only_wrong) && self.drain_until.is_none() {
+            if !ended {
+                self.tally.stopped_early = Some(self.tally.early_stop());
+            }
             self.schedule.stopped = true;
             self.drain_until = Some(now + self.options.timeout + SWEEP_EVERY);
         }

@@ -513,6 +513,55 @@ fn binary_against_the_wrong_service_shows_the_replies_and_suggests_the_right_one
 }
 
 #[test]
+fn binary_writes_the_latency_distribution_as_hgrm_and_svg() {
+    let server = start(config());
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (hgrm, svg) = (
+        dir.join("stress-latency.hgrm"),
+        dir.join("stress-latency.svg"),
+    );
+    let _ = std::fs::remove_file(&hgrm);
+    let _ = std::fs::remove_file(&svg);
+    let (status, out, err) = stress_binary(
+        server.addr,
+        &[
+            "--latency-hgrm",
+            hgrm.to_str().unwrap(),
+            "--latency-svg",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert!(status.success(), "{out} {err}");
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(
+        text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"),
+        "{text}"
+    );
+    // The last row is percentile 1 with every checked reply counted; the footer says the same count.
+    let last = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(fields[1], "1.000000000000", "{text}");
+    assert_eq!(fields[2].parse::<u64>().unwrap(), json_u64(&out, "checked"));
+    assert!(
+        text.contains(&format!(
+            "Total count    = {:>12}]",
+            json_u64(&out, "checked")
+        )),
+        "{text}"
+    );
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        picture.starts_with("<svg") && picture.contains("percentile"),
+        "{picture}"
+    );
+    // A file that cannot be made fails the run before it starts.
+    let (status, _, err) = stress_binary(server.addr, &["--latency-svg", "/nonexistent-dir/x.svg"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains("cannot write /nonexistent-dir/x.svg"), "{err}");
+    server.stop();
+}
+
+#[test]
 fn impossible_settings_are_refused_before_starting() {
     let (status, _, err) = run_binary(
         STRESS,

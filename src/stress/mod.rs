@@ -7,7 +7,8 @@
 //! Usage, flags and measured figures: `docs/client-and-stress.md` (chapter 8, `docs/08-measuring.md`, puts it in context).
 //!
 //! One file per idea: [`payload`] (what is sent and expected), [`tcp`] and [`udp`] (each protocol's loop),
-//! [`mismatch`] (what a wrong reply looked like and which service it fits),
+//! [`mismatch`] (what a wrong reply looked like and which service it fits), [`latency`] (the latency
+//! distribution as HdrHistogram's `.hgrm` text and as an SVG percentile plot),
 //! [`limits`] (open files and source addresses), [`report`] (the counts and their text and JSON),
 //! [`progress`] (the live bar on a terminal), [`timer`] (the open loop's precise wake-up).
 //!
@@ -22,6 +23,7 @@
 //! each due batch on a timerfd, not on epoll's millisecond timeout, so the tool's own timer slack stays in
 //! the microseconds.
 
+pub mod latency;
 pub mod limits;
 pub mod mismatch;
 pub mod payload;

@@ -144,6 +144,24 @@ impl Report {
         self.tally.latency.max() as f64 / 1e3
     }
 
+    /// One line saying what was run and what it gave, for a plot's title.
+    pub fn title(&self) -> String {
+        let o = &self.options;
+        format!(
+            "socklab-stress {} {} · {} {} · pipeline {} · {} · {} replies checked",
+            if o.udp { "udp" } else { "tcp" },
+            o.expect,
+            o.connections,
+            if o.udp { "sockets" } else { "connections" },
+            o.pipeline,
+            match o.rate {
+                Some(r) => format!("open loop {r} req/s"),
+                None => "closed loop".into(),
+            },
+            self.tally.checked
+        )
+    }
+
     /// A few lines for a person.
     pub fn text(&self) -> String {
         let (o, t) = (&self.options, &self.tally);

@@ -230,9 +230,10 @@ fn udp_with_no_server_counts_each_socket_once_and_says_why() {
     );
 }
 
-/// A TCP-only service over UDP is refused before anything is sent.
+/// A TCP-only service over UDP, or a request size the service answers by closing, is refused before
+/// anything is sent.
 #[test]
-fn expect_http_over_udp_is_refused() {
+fn expect_http_over_udp_or_too_large_is_refused() {
     let err = stress::run(
         &LoadOptions {
             udp: true,
@@ -243,6 +244,20 @@ fn expect_http_over_udp_is_refused() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("TCP only"), "{err}");
+    // A request too large for the service's limits would end every connection at its first reply.
+    let err = stress::run(
+        &LoadOptions {
+            expect: Service::Http,
+            size: 40_000,
+            ..LoadOptions::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("--size 40000") && err.to_string().contains("431"),
+        "{err}"
+    );
 }
 
 #[test]

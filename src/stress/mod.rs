@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::service::Service;
+use crate::service::{Clock, Service, Step};
 use mismatch::Mismatch;
 pub use report::Report;
 
@@ -128,6 +128,22 @@ impl LoadOptions {
         }
         if self.timeout.is_zero() {
             return Err("--timeout must be more than 0".into());
+        }
+        if !self.udp {
+            // A request the service answers by closing (too long a header for `http`) would end every
+            // connection at its first reply: no load at all.
+            let request = self.expect.load_request(0, self.size);
+            let mut session = self.expect.session();
+            let mut reply = Vec::new();
+            if session.feed(&Clock::new(), &request, &mut reply) == Step::Close {
+                return Err(format!(
+                    "--size {}: the {} service answers a request this large by closing the connection (with {}): \
+                     use a smaller --size",
+                    self.size,
+                    self.expect,
+                    mismatch::excerpt(&reply, 0)
+                ));
+            }
         }
         Ok(())
     }

@@ -124,7 +124,7 @@ pub fn suggest(kept: &[Mismatch], expect: Service, udp: bool) -> Option<Service>
     fits.all(|s| s == Some(first)).then_some(first)
 }
 
-/// `bytes` escaped from `from` on, quoted, cut to [`SHOWN`] characters, with its length.
+/// `bytes` escaped from `from` on, quoted, cut to a readable width (72 characters), with its length.
 pub fn excerpt(bytes: &[u8], from: usize) -> String {
     let from = from.min(bytes.len());
     let mut text = String::new();

@@ -10,7 +10,22 @@
 //! request" would be wrong too: `straße` uppercases to `STRASSE`, one byte longer. So the client runs the
 //! service itself on what it sends ([`Service`] through a [`Session`], exactly as the server does) and
 //! reads exactly as many bytes as that reply has. Against a server of another service, say so with
-//! `--expect echo`; a reply that differs from the expected one is still printed, with a warning.
+//! `--expect echo`; a reply that differs from the expected one is still printed, with a warning that names
+//! the service it fits, if one does.
+//!
+//! # What else the socket holds
+//! Reading exactly the expected reply leaves the rest unread, so after each reply, and before each request,
+//! the client looks at the socket without waiting (no latency added against `upper`, where nothing is
+//! there). A close is noted: nothing more is sent, a terminal session says so and ends, and input still to
+//! send is an error that names it (`hello` closes on `exit`, and the client waits for that close when the
+//! service says it comes). Bytes nobody asked for mean the replies are out of step with the requests:
+//! usually a greeting the expected service does not send (`Welcome!` from a `hello` server); that is an
+//! error that says what they are and which `--expect` fits, never a reply cut to the wrong length.
+//!
+//! # HTTP
+//! With `--expect http` a message is a path: the client sends `GET path HTTP/1.1` (spaces and non-ASCII
+//! percent-encoded), reads the whole response the same way, judges it by `Service::same_reply` (its `Date`
+//! is the server's), and prints its body.
 //!
 //! # UDP
 //! A datagram is a message, so no framing is needed, but one can be lost. The client waits `--timeout`, sends
@@ -24,7 +39,8 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use crate::encoding::Encoding;
-use crate::service::{Clock, Service, ServiceOptions, Session};
+use crate::service::{Clock, Service, ServiceOptions, Session, Step};
+use crate::stress::mismatch::{excerpt, Mismatch};
 
 /// The largest reply datagram the client can take: the largest UDP payload there is.
 const MAX_DATAGRAM: usize = 65_507;
@@ -59,6 +75,8 @@ pub enum Style {
 }
 
 /// A connected client of either protocol.
+// A process holds one client: boxing the larger variant would save nothing worth an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Client {
     Tcp(TcpClient),
     Udp(UdpClient),
@@ -67,6 +85,15 @@ pub enum Client {
 impl Client {
     /// Connects (TCP) or prepares a socket (UDP) for the server in `options`.
     pub fn open(options: &ClientOptions) -> io::Result<Client> {
+        if options.udp && options.expect.datagrams().is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--expect {} is TCP only: a server of it binds no UDP socket, so leave out --udp",
+                    options.expect
+                ),
+            ));
+        }
         if options.udp {
             let server = *options.addrs.first().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
@@ -95,6 +122,19 @@ impl Client {
         }
     }
 
+    /// The server has closed the connection (TCP): nothing more can be sent on it.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Client::Tcp(tcp) if tcp.closed)
+    }
+
+    /// The prompt the interactive loop shows before each line.
+    pub fn prompt(&self) -> &'static str {
+        match self {
+            Client::Tcp(tcp) => prompt_for(tcp.expect),
+            Client::Udp(udp) => prompt_for(udp.expect),
+        }
+    }
+
     /// Sends one message and returns its reply as shown to the user, ending in a newline. The message is
     /// text typed or piped in UTF-8; it goes on the wire in the chosen encoding and its reply comes back from it.
     fn ask(&mut self, message: &[u8], style: Style) -> io::Result<Vec<u8>> {
@@ -106,6 +146,20 @@ impl Client {
             _ => encoding.decode(&reply).into_owned().into_bytes(),
         };
         match self {
+            Client::Tcp(tcp) if tcp.expect == Service::Http => {
+                // A line is a path: one GET for it, and the response's body is what is shown.
+                let request = http_get(trim_newline(message), tcp.addr);
+                let response = tcp.exchange(&request)?;
+                let status = response.split(|&b| b == b'\r').next().unwrap_or_default();
+                if !status.starts_with(b"HTTP/1.1 200 ") {
+                    warn!("the server answered {}", String::from_utf8_lossy(status));
+                }
+                let mut body = http_body(&response).to_vec();
+                if body.last() != Some(&b'\n') {
+                    body.push(b'\n');
+                }
+                Ok(body)
+            }
             Client::Tcp(tcp) => {
                 let mut reply = shown(tcp.exchange(message)?);
                 // An empty reply (`hello`'s `exit`) prints nothing; any other ends its line.
@@ -130,6 +184,8 @@ impl Client {
 }
 
 /// Sends each message in turn (TCP: followed by a newline, one line each) and writes each reply to `out`.
+/// With `--expect http` each message is a path, fetched with one `GET`. If the server closes the
+/// connection (`hello`'s `exit`) while messages are left, it fails, naming the first one not sent.
 pub fn send_messages(
     client: &mut Client,
     messages: &[String],
@@ -138,7 +194,10 @@ pub fn send_messages(
     if let Some(greeting) = client.take_greeting() {
         out.write_all(greeting.as_bytes())?;
     }
-    for message in messages {
+    for (i, message) in messages.iter().enumerate() {
+        if client.is_closed() {
+            return Err(not_sent(&messages[i - 1], message, messages.len() - i));
+        }
         let mut line = Vec::with_capacity(message.len() + 1);
         line.extend_from_slice(message.as_bytes());
         line.push(b'\n');
@@ -151,6 +210,9 @@ pub fn send_messages(
 
 /// One request per line of `input` until its end, one reply line each on `out`. With `prompt`, the
 /// tutorials' interactive loop: the prompt before each line, the reply as the tutorial shows it.
+///
+/// When the server closes the connection (`hello`'s `exit`), the loop ends: on a terminal it says so and
+/// is done; piped, any line still to come could not be delivered, and that is an error naming it.
 pub fn send_lines(
     client: &mut Client,
     input: &mut dyn BufRead,
@@ -168,7 +230,7 @@ pub fn send_lines(
     let mut line = Vec::new();
     loop {
         if prompt {
-            out.write_all(PROMPT.as_bytes())?;
+            out.write_all(client.prompt().as_bytes())?;
             out.flush()?;
         }
         line.clear();
@@ -181,11 +243,79 @@ pub fn send_lines(
             return Ok(());
         }
         let reply = client.ask(&line, style)?;
-        if prompt {
+        // `hello`'s `exit` has no reply: no "From Server:" with nothing after it.
+        if prompt && !reply.is_empty() {
             out.write_all(b"From Server: ")?;
         }
         out.write_all(&reply)?;
         out.flush()?;
+        if client.is_closed() {
+            if prompt {
+                out.write_all(b"The server closed the connection.\n")?;
+                return Ok(());
+            }
+            let last = String::from_utf8_lossy(trim_newline(&line)).into_owned();
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            let next = String::from_utf8_lossy(trim_newline(&line)).into_owned();
+            return Err(not_sent(&last, &next, 0));
+        }
+    }
+}
+
+/// The error for input left when the server has closed: `last` was the final request it took, `next`
+/// the first not sent; `count` of them when known.
+fn not_sent(last: &str, next: &str, count: usize) -> io::Error {
+    let left = match count {
+        0 => format!("{next:?} and whatever follows it were not sent"),
+        1 => format!("{next:?} was not sent"),
+        n => format!("{n} messages from {next:?} on were not sent"),
+    };
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("the server closed the connection after {last:?}: {left}"),
+    )
+}
+
+/// What the interactive loop asks for: a sentence to uppercase (the tutorials' prompt), a name (`hello`),
+/// a path (`http`).
+pub fn prompt_for(service: Service) -> &'static str {
+    match service {
+        Service::Upper => PROMPT,
+        Service::Echo => "Input a sentence: ",
+        Service::Hello => "Input your name (exit to leave): ",
+        Service::Http => "Path to GET: ",
+    }
+}
+
+/// `GET path HTTP/1.1` with a `Host` naming the server. A path without its leading `/` gets one, and the
+/// bytes a request target may not hold (spaces, controls, non-ASCII) are percent-encoded, as a browser
+/// does, so that what is typed is one path and never a malformed request.
+pub fn http_get(path: &[u8], host: SocketAddr) -> Vec<u8> {
+    let slash = if path.starts_with(b"/") || path == b"*" {
+        ""
+    } else {
+        "/"
+    };
+    let mut request = format!("GET {slash}").into_bytes();
+    for &b in path {
+        if b <= b' ' || b >= 0x7f {
+            request.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            request.push(b);
+        }
+    }
+    request.extend_from_slice(format!(" HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    request
+}
+
+/// The body of one whole HTTP response (after its blank line); all of it if it has no header end.
+pub fn http_body(response: &[u8]) -> &[u8] {
+    match response.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(at) => &response[at + 4..],
+        None => response,
     }
 }
 
@@ -226,7 +356,23 @@ pub struct TcpClient {
     clock: Clock,
     /// What the server sent on connect (the `hello` service's welcome), not shown yet.
     greeting: Vec<u8>,
+    /// The same, kept: the first reply is judged with it.
+    greeted: Vec<u8>,
+    /// Replies read so far.
+    replies: u64,
+    /// The server has closed the connection.
+    closed: bool,
 }
+
+/// What a non-blocking look at the socket found: nothing waiting, a close, or bytes nobody asked for.
+enum Waiting {
+    Nothing,
+    Closed,
+    Bytes(Vec<u8>),
+}
+
+/// The most stray bytes read to explain them.
+const STRAY_SHOWN: usize = 4096;
 
 impl TcpClient {
     /// Connects to the first of `addrs` that accepts, each within `options.timeout`, and reads the greeting
@@ -255,8 +401,12 @@ impl TcpClient {
                         session,
                         clock: Clock::new(),
                         greeting: Vec::new(),
+                        greeted: Vec::new(),
+                        replies: 0,
+                        closed: false,
                     };
-                    client.greeting = client.read_reply(greeting.len())?;
+                    client.greeting = client.read_reply(greeting.len(), "greeting")?;
+                    client.greeted = client.greeting.clone();
                     return Ok(client);
                 }
                 Err(e) => last = explain_connect(e, addr, timeout),
@@ -266,51 +416,225 @@ impl TcpClient {
     }
 
     /// Sends `request` and returns its whole reply, or an error that says why it did not come.
+    ///
+    /// Before sending and after each reply it looks, without waiting, at what else the socket holds: a close
+    /// is noted (and nothing more is sent), and bytes nobody asked for mean the replies are out of step with
+    /// the requests (a greeting this service does not send, say), which is an error that says what they
+    /// look like. A reply of the right length but not what the service sends is returned with a warning.
     pub fn exchange(&mut self, request: &[u8]) -> io::Result<Vec<u8>> {
+        if !self.closed {
+            match self.look()? {
+                Waiting::Nothing => {}
+                Waiting::Closed => self.closed = true,
+                Waiting::Bytes(stray) => return Err(self.out_of_step(request, &[], &stray)),
+            }
+        }
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!(
+                    "tcp://{} closed the connection: this request was not sent",
+                    self.addr
+                ),
+            ));
+        }
         let mut expected = Vec::with_capacity(request.len());
         self.clock.tick();
-        self.session.feed(&self.clock, request, &mut expected);
+        let step = self.session.feed(&self.clock, request, &mut expected);
         self.stream.set_write_timeout(Some(self.timeout))?;
         self.stream
             .write_all(request)
             .map_err(|e| self.explain(e, "sending the request"))?;
 
-        let reply = self.read_reply(expected.len())?;
-        if reply != expected {
-            warn!(
-                "the reply is not what the {} service sends for this request (is the server running --service {}?)",
-                self.expect, self.expect
-            );
+        let reply = self.read_reply(expected.len(), "reply")?;
+        match self.look()? {
+            Waiting::Bytes(stray) => return Err(self.out_of_step(request, &reply, &stray)),
+            Waiting::Closed => self.closed = true,
+            Waiting::Nothing => {}
+        }
+        if !self.expect.same_reply(&expected, &reply) {
+            let fits = self
+                .mismatch(request, &expected, &reply, &[])
+                .fits(self.expect, false);
+            match fits {
+                Some(other) => warn!(
+                    "the reply is not what the {} service sends for this request but what the {other} service \
+                     sends: is the server running --service {other}? Then use --expect {other}",
+                    self.expect
+                ),
+                None => warn!(
+                    "the reply is not what the {} service sends for this request (is the server running \
+                     --service {}? see --expect)",
+                    self.expect, self.expect
+                ),
+            }
+        }
+        self.replies += 1;
+        if step == Step::Close && !self.closed {
+            self.await_close()?;
         }
         Ok(reply)
     }
 
-    /// Reads exactly `len` bytes within the timeout, or says why they did not come.
-    fn read_reply(&mut self, len: usize) -> io::Result<Vec<u8>> {
+    /// The connection has been closed by the server.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// A reply and what came after it as a wrong reply, for [`Mismatch::fits`]: the first one on the
+    /// connection with the greeting that came before it.
+    fn mismatch(&self, request: &[u8], expected: &[u8], reply: &[u8], stray: &[u8]) -> Mismatch {
+        let first = self.replies == 0;
+        let greeted: &[u8] = if first { &self.greeted } else { &[] };
+        let mut greeting = Vec::new();
+        if first {
+            self.expect.session().greeting(&mut greeting);
+        }
+        Mismatch {
+            request: request.to_vec(),
+            expected: [&greeting[..], expected].concat(),
+            got: [greeted, reply, stray].concat(),
+            first,
+        }
+    }
+
+    /// The error for bytes that came beyond the reply: what they look like, and what to do.
+    fn out_of_step(&self, request: &[u8], reply: &[u8], stray: &[u8]) -> io::Error {
+        let m = self.mismatch(request, &[], reply, stray);
+        let cause = match m.fits(self.expect, false) {
+            Some(other) => {
+                let mut greeting = Vec::new();
+                other.session().greeting(&mut greeting);
+                let spoke_first = m.first && !greeting.is_empty() && m.got.starts_with(&greeting);
+                if spoke_first {
+                    format!(
+                        "the {other} service greets with {} on connect: is the server running --service {other}? \
+                         Then use --expect {other}",
+                        excerpt(&greeting, 0)
+                    )
+                } else {
+                    format!(
+                        "what came is what the {other} service sends: is the server running --service {other}? \
+                         Then use --expect {other}"
+                    )
+                }
+            }
+            None => format!(
+                "is the server running the {} service? see --expect",
+                self.expect
+            ),
+        };
+        let what = if reply.is_empty() {
+            format!("sent {} before this request", excerpt(stray, 0))
+        } else {
+            format!(
+                "sent more than the {} service's reply ({} after it)",
+                self.expect,
+                excerpt(stray, 0)
+            )
+        };
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "tcp://{} {what}, so its replies are out of step with the requests: {cause}",
+                self.addr
+            ),
+        )
+    }
+
+    /// Looks at the socket without waiting.
+    fn look(&mut self) -> io::Result<Waiting> {
+        let mut buf = [0u8; STRAY_SHOWN];
+        self.stream.set_nonblocking(true)?;
+        let result = loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break Ok(Waiting::Closed),
+                Ok(n) => break Ok(Waiting::Bytes(buf[..n].to_vec())),
+                Err(ref e) if crate::net::would_block(e) => break Ok(Waiting::Nothing),
+                Err(ref e) if crate::net::interrupted(e) => {}
+                // A reset is a close that also lost data: reported the same way, by the next request.
+                Err(ref e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    break Ok(Waiting::Closed)
+                }
+                Err(e) => break Err(self.explain(e, "looking for more from the server")),
+            }
+        };
+        self.stream.set_nonblocking(false)?;
+        result
+    }
+
+    /// The service closes the connection after this reply (`hello`'s `exit`): waits for the close.
+    fn await_close(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = [0u8; STRAY_SHOWN];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the {} service closes the connection here, but tcp://{} did not within {:?}: is the \
+                     server running the {} service? see --expect",
+                        self.expect, self.addr, self.timeout, self.expect
+                    ),
+                ));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.closed = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the {} service closes the connection here, but tcp://{} sent more: {}",
+                            self.expect,
+                            self.addr,
+                            excerpt(&buf[..n], 0)
+                        ),
+                    ))
+                }
+                Err(ref e) if crate::net::interrupted(e) => {}
+                Err(ref e) if crate::net::timed_out(e) => {}
+                Err(ref e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    self.closed = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(self.explain(e, "waiting for the close")),
+            }
+        }
+    }
+
+    /// Reads exactly `len` bytes of `what` (the greeting or a reply) within the timeout, or says why they
+    /// did not come.
+    fn read_reply(&mut self, len: usize, what: &str) -> io::Result<Vec<u8>> {
         let deadline = Instant::now() + self.timeout;
         let mut reply = vec![0; len];
         let mut got = 0;
         while got < reply.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(self.incomplete(got, reply.len()));
+                return Err(self.incomplete(got, reply.len(), what));
             }
             self.stream.set_read_timeout(Some(left))?;
             match self.stream.read(&mut reply[got..]) {
                 Ok(0) => {
+                    self.closed = true;
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!(
-                            "tcp://{} closed the connection after {got} of the reply's {} bytes",
+                            "tcp://{} closed the connection after {got} of the {what}'s {} bytes",
                             self.addr,
                             reply.len()
                         ),
-                    ))
+                    ));
                 }
                 Ok(n) => got += n,
                 Err(ref e) if crate::net::interrupted(e) => {}
                 Err(ref e) if crate::net::timed_out(e) => {
-                    return Err(self.incomplete(got, reply.len()))
+                    return Err(self.incomplete(got, reply.len(), what))
                 }
                 Err(e) => return Err(self.explain(e, "waiting for the reply")),
             }
@@ -318,13 +642,32 @@ impl TcpClient {
         Ok(reply)
     }
 
-    fn incomplete(&self, got: usize, want: usize) -> io::Error {
+    fn incomplete(&self, got: usize, want: usize, what: &str) -> io::Error {
+        let why = if got == 0 {
+            // Nothing at all: the kernel took the connection, but no one is reading it. The usual cause is a
+            // server that serves one client at a time and is serving someone else.
+            format!(
+                "no byte came, though the connection was made: a server that serves one client at a time \
+                     (--mode blocking) may be serving another client, and this one waits in its backlog until that \
+                     one leaves; or the server does not run the {} service{} (see --expect)",
+                self.expect,
+                if what == "greeting" {
+                    ", which greets on connect"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!(
+                "a {what} that never ends: is the server running the {} service? see --expect",
+                self.expect
+            )
+        };
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
-                "timed out after {:?}: got {got} of the reply's {want} bytes from tcp://{} (a reply that never \
-                 ends: is the server running the {} service? see --expect)",
-                self.timeout, self.addr, self.expect
+                "timed out after {:?}: got {got} of the {what}'s {want} bytes from tcp://{} ({why})",
+                self.timeout, self.addr
             ),
         )
     }

@@ -213,3 +213,131 @@ fn the_tutorials_hello_client_welcome_three_names_exit() {
         "Welcome!\nHello, Michael!\nHello, Tracy!\nHello, Sarah!\n"
     );
 }
+
+#[test]
+fn against_hello_without_expect_the_greeting_is_named_and_it_fails() {
+    // The welcome is not what `upper` sends: the replies would be out of step, so nothing is printed as a
+    // reply, the cause is named, and the exit status says it failed.
+    let server = spawn_binary(&["--service", "hello"]);
+    let (status, out, err) = client(server.addr.port(), &["hello"], None);
+    assert_eq!(status.code(), Some(1), "{out} {err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("Welcome!"), "{err}");
+    assert!(err.contains("--expect hello"), "{err}");
+}
+
+#[test]
+fn after_exit_the_close_is_noticed_and_what_was_not_sent_fails() {
+    let server = spawn_binary(&["--service", "hello"]);
+    let port = server.addr.port();
+    let (status, out, err) = client(
+        port,
+        &["--expect", "hello", "Michael", "exit", "Tracy"],
+        None,
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(out, "Welcome!\nHello, Michael!\n");
+    assert!(
+        err.contains("closed the connection after \"exit\"")
+            && err.contains("\"Tracy\" was not sent"),
+        "{err}"
+    );
+    // Piped: lines after `exit` are an error that names them; `exit` as the last line is a clean end.
+    let (status, out, err) = client(port, &["--expect", "hello"], Some(b"Ann\nexit\nBob\n"));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(out, "Welcome!\nHello, Ann!\n");
+    assert!(err.contains("\"Bob\""), "{err}");
+    let (status, out, err) = client(port, &["--expect", "hello"], Some(b"Ann\nexit\n"));
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "Welcome!\nHello, Ann!\n");
+}
+
+#[test]
+fn on_a_terminal_hello_asks_for_names_and_stops_at_the_close() {
+    // The interactive loop through the library, as a terminal drives it: the prompt asks for a name, and
+    // after `exit` the close is said and no prompt follows, though more lines were typed.
+    let server = start(socklab::server::config::Config {
+        service: socklab::service::Service::Hello,
+        ..config()
+    });
+    let options = socklab::client::ClientOptions {
+        addrs: vec![server.addr],
+        udp: false,
+        timeout: TIMEOUT,
+        retries: 0,
+        expect: socklab::service::Service::Hello,
+        encoding: socklab::encoding::Encoding::Utf8,
+    };
+    let mut c = socklab::client::Client::open(&options).unwrap();
+    let mut input: &[u8] = b"Ann\nexit\nnever sent\n";
+    let mut out = Vec::new();
+    socklab::client::send_lines(&mut c, &mut input, &mut out, true).unwrap();
+    let prompt = "Input your name (exit to leave): ";
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(
+            "Welcome!\n{prompt}From Server: Hello, Ann!\n{prompt}The server closed the connection.\n"
+        )
+    );
+    assert!(c.is_closed());
+    server.stop();
+}
+
+#[test]
+fn a_busy_blocking_server_is_named_as_the_likely_cause_of_a_timeout() {
+    // The blocking server serves one client until it leaves: the next one's connection is made by the
+    // kernel and then nothing happens. The hint must say that, not blame the service.
+    let server = start_mode(socklab::server::Mode::Blocking, config());
+    let mut first = connect(server.addr);
+    assert_eq!(exchange(&mut first, b"busy\n"), b"BUSY\n");
+    let (status, _, err) = client(server.addr.port(), &["--timeout", "0.5", "hello"], None);
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("got 0 of the reply's 6 bytes"), "{err}");
+    assert!(
+        err.contains("serves one client at a time") && err.contains("serving another client"),
+        "{err}"
+    );
+    drop(first);
+    server.stop();
+}
+
+#[test]
+fn expect_http_gets_each_path_and_prints_each_body() {
+    let server = spawn_binary(&["--service", "http"]);
+    let port = server.addr.port();
+    let (status, out, err) = client(
+        port,
+        &["--expect", "http", "/", "index.html", "a path/ü"],
+        None,
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "Hello, World\nHello, World\nHello, World\n");
+    let (status, out, err) = client(port, &["--expect", "http"], Some(b"/a\n/b\n"));
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "Hello, World\nHello, World\n");
+    let (status, _, err) = client(port, &["--expect", "http", "--udp", "/"], None);
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("TCP only"), "{err}");
+}
+
+#[test]
+fn a_reply_of_another_service_is_printed_with_a_warning_that_names_it() {
+    let server = spawn_binary(&["--service", "echo"]);
+    let (status, out, err) = client(server.addr.port(), &["Mixed Case"], None);
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "Mixed Case\n");
+    assert!(err.contains("--expect echo"), "{err}");
+}
+
+#[test]
+fn http_requests_are_paths_made_safe() {
+    let host: std::net::SocketAddr = "127.0.0.1:80".parse().unwrap();
+    assert_eq!(
+        socklab::client::http_get(b"a b/\xc3\xbc", host),
+        b"GET /a%20b/%C3%BC HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"
+    );
+    assert_eq!(
+        socklab::client::http_body(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
+        b"hi"
+    );
+}

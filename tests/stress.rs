@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use socklab::server::config::Config;
 use socklab::service::Service;
-use socklab::stress::{self, LoadOptions, Report, Stop};
+use socklab::stress::{self, EarlyStop, LoadOptions, Report, Stop};
 
 fn options(addr: std::net::SocketAddr) -> LoadOptions {
     LoadOptions {
@@ -129,8 +129,9 @@ fn connections_spread_over_source_addresses() {
 }
 
 #[test]
-fn wrong_service_makes_every_reply_wrong() {
-    // An echo server checked as if it uppercased: nothing may pass, over TCP or UDP.
+fn wrong_service_makes_every_reply_wrong_stops_early_and_names_the_service() {
+    // An echo server checked as if it uppercased: nothing may pass, over TCP or UDP; the run stops at once,
+    // says why, shows what came, and suggests the service the replies fit.
     let server = start(Config {
         service: Service::Echo,
         ..config()
@@ -146,16 +147,204 @@ fn wrong_service_makes_every_reply_wrong() {
         tcp.tally.wrong, 2,
         "one wrong reply per connection, then it is closed"
     );
+    assert_eq!(tcp.tally.stopped_early, Some(EarlyStop::OnlyWrongReplies));
+    assert_eq!(tcp.tally.mismatches.len(), 2);
+    let m = &tcp.tally.mismatches[0];
+    assert!(m.first);
+    assert_eq!(m.got, m.request, "an echo server sends the request back");
+    assert_eq!(m.expected, m.request.to_ascii_uppercase());
+    assert_eq!(tcp.suggested_service(), Some(Service::Echo));
+    assert!(!tcp.has_rate(), "no rate without a right reply");
+    let text = tcp.text();
+    for word in [
+        "wrong reply 1 of 2",
+        "expected  \"",
+        "got       \"",
+        "stopped early",
+    ] {
+        assert!(text.contains(word), "{word:?} missing from {text}");
+    }
+    assert!(!text.contains("req/s"), "{text}");
+    assert!(
+        tcp.hints().iter().any(|h| h.contains("--expect echo")),
+        "{:?}",
+        tcp.hints()
+    );
+
     let udp = run(&LoadOptions {
         udp: true,
         connections: 2,
-        stop: Stop::Requests(50),
+        stop: Stop::Requests(500),
         ..options(server.addr)
     });
     assert!(udp.failed());
     assert_eq!(udp.tally.checked, 0, "{}", udp.text());
-    assert_eq!(udp.tally.wrong, 50, "{}", udp.text());
+    assert_eq!(udp.tally.stopped_early, Some(EarlyStop::OnlyWrongReplies));
+    // Both sockets' first wrong replies stop the issuing; only what was in flight then still comes back.
+    assert!(
+        udp.tally.wrong >= 2 && udp.tally.sent < 500,
+        "{}",
+        udp.text()
+    );
+    assert_eq!(
+        udp.tally.wrong + udp.tally.udp_lost,
+        udp.tally.sent,
+        "{}",
+        udp.text()
+    );
+    assert_eq!(udp.suggested_service(), Some(Service::Echo));
     server.stop();
+}
+
+#[test]
+fn udp_with_no_server_counts_each_socket_once_and_says_why() {
+    // A port that was free a moment ago: "port unreachable" comes back for every socket.
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let report = run(&LoadOptions {
+        udp: true,
+        connections: 5,
+        ..options(addr)
+    });
+    assert!(report.failed());
+    assert_eq!(report.tally.refused, 5, "{}", report.text());
+    assert_eq!(
+        report.tally.connected,
+        0,
+        "refused, so never up: {}",
+        report.text()
+    );
+    assert_eq!(
+        report.tally.stopped_early,
+        Some(EarlyStop::NoConnectionLeft)
+    );
+    assert!(
+        report
+            .hints()
+            .iter()
+            .any(|h| h.contains(&format!("is socklab-server running on {addr}?"))),
+        "{:?}",
+        report.hints()
+    );
+}
+
+/// A TCP-only service over UDP, or a request size the service answers by closing, is refused before
+/// anything is sent.
+#[test]
+fn expect_http_over_udp_or_too_large_is_refused() {
+    let err = stress::run(
+        &LoadOptions {
+            udp: true,
+            expect: Service::Http,
+            ..LoadOptions::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("TCP only"), "{err}");
+    // A request too large for the service's limits would end every connection at its first reply.
+    let err = stress::run(
+        &LoadOptions {
+            expect: Service::Http,
+            size: 40_000,
+            ..LoadOptions::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("--size 40000") && err.to_string().contains("431"),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_replies_are_checked_whatever_their_date_at_pipeline_1_and_16() {
+    let server = start(Config {
+        service: Service::Http,
+        ..config()
+    });
+    for (pipeline, size) in [(1, 48), (16, 48), (16, 300)] {
+        let report = run(&LoadOptions {
+            expect: Service::Http,
+            pipeline,
+            size,
+            ..options(server.addr)
+        });
+        assert_all_right(&report);
+        assert_eq!(report.tally.checked, 2_000, "pipeline {pipeline}");
+        assert_eq!(report.tally.latency.len(), 2_000);
+    }
+    // Longer than a second: most responses carry another Date than the one expected when the run began.
+    let across = run(&LoadOptions {
+        expect: Service::Http,
+        pipeline: 16,
+        stop: Stop::Duration(Duration::from_millis(1_500)),
+        ..options(server.addr)
+    });
+    assert_all_right(&across);
+    assert!(
+        across.tally.load_time >= Duration::from_secs(1),
+        "{}",
+        across.text()
+    );
+    // Open loop, with idle connections holding half a request.
+    let open = run(&LoadOptions {
+        expect: Service::Http,
+        rate: Some(2_000.0),
+        stop: Stop::Duration(Duration::from_millis(500)),
+        idle: 4,
+        ..options(server.addr)
+    });
+    assert_all_right(&open);
+    assert_eq!(open.tally.sent, 1_000, "{}", open.text());
+    let stats = server.stop().stats;
+    assert_eq!(stats.accepted, 4 * 8 + 8 + 4);
+}
+
+/// The length of each `--expect http` reply for a `size`-byte request (the same for every variant).
+fn http_reply_len(size: usize) -> usize {
+    let request = Service::Http.load_request(0, size);
+    Service::Http.reply_to_stream(&request).len()
+}
+
+#[test]
+fn a_corrupted_http_response_is_a_wrong_reply_but_another_date_is_not() {
+    let len = http_reply_len(48);
+    let options = |addr| LoadOptions {
+        expect: Service::Http,
+        connections: 4,
+        pipeline: 1,
+        ..options(addr)
+    };
+    // The body's last byte of each connection's third response, then the status code of its second.
+    for at in [3 * len - 1, len + 9] {
+        let addr = faulty_server_of(Service::Http, Fault::SwapLetter(at));
+        let report = run(&options(addr));
+        assert_eq!(report.tally.wrong, 4, "byte {at}: {}", report.text());
+        assert_eq!(
+            report.tally.checked,
+            4 * (at / len) as u64,
+            "{}",
+            report.text()
+        );
+        assert!(report.failed());
+        let m = &report.tally.mismatches[0];
+        assert_eq!(m.first_difference(), at % len, "{}", report.text());
+    }
+    // A letter of the Date changed is still a right response: dates rightly differ.
+    let date = Service::Http
+        .reply_to_stream(&Service::Http.load_request(0, 48))
+        .windows(6)
+        .position(|w| w == b"Date: ")
+        .unwrap()
+        + 6;
+    let addr = faulty_server_of(Service::Http, Fault::SwapLetter(len + date));
+    let report = run(&options(addr));
+    assert_all_right(&report);
+    assert_eq!(report.tally.checked, 2_000);
 }
 
 #[test]
@@ -306,6 +495,85 @@ fn a_server_that_never_answers_times_out() {
     assert_eq!(status.code(), Some(1), "{out}");
     assert_eq!(json_u64(&out, "timed_out"), 4, "{out}");
     assert_eq!(json_u64(&out, "unanswered"), 16, "{out}");
+}
+
+#[test]
+fn binary_against_the_wrong_service_shows_the_replies_and_suggests_the_right_one() {
+    let server = start(Config {
+        service: Service::Echo,
+        ..config()
+    });
+    let addr = server.addr.to_string();
+    for udp in [false, true] {
+        let mut args = vec!["--addr", addr.as_str(), "-c", "3", "--duration", "5"];
+        if udp {
+            args.push("--udp");
+        }
+        let started = std::time::Instant::now();
+        let (status, out, err) = run_binary(STRESS, &args, None);
+        assert_eq!(status.code(), Some(1), "{out} {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "it stopped early, not after --duration"
+        );
+        assert!(out.contains("wrong reply 1 of"), "{out}");
+        assert!(out.contains("stopped early"), "{out}");
+        assert!(
+            !out.contains("req/s"),
+            "no rate without a right reply: {out}"
+        );
+        assert!(err.contains("--expect echo"), "{err}");
+    }
+    server.stop();
+}
+
+#[test]
+fn binary_writes_the_latency_distribution_as_hgrm_and_svg() {
+    let server = start(config());
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (hgrm, svg) = (
+        dir.join("stress-latency.hgrm"),
+        dir.join("stress-latency.svg"),
+    );
+    let _ = std::fs::remove_file(&hgrm);
+    let _ = std::fs::remove_file(&svg);
+    let (status, out, err) = stress_binary(
+        server.addr,
+        &[
+            "--latency-hgrm",
+            hgrm.to_str().unwrap(),
+            "--latency-svg",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert!(status.success(), "{out} {err}");
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(
+        text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"),
+        "{text}"
+    );
+    // The last row is percentile 1 with every checked reply counted; the footer says the same count.
+    let last = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(fields[1], "1.000000000000", "{text}");
+    assert_eq!(fields[2].parse::<u64>().unwrap(), json_u64(&out, "checked"));
+    assert!(
+        text.contains(&format!(
+            "Total count    = {:>12}]",
+            json_u64(&out, "checked")
+        )),
+        "{text}"
+    );
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        picture.starts_with("<svg") && picture.contains("percentile"),
+        "{picture}"
+    );
+    // A file that cannot be made fails the run before it starts.
+    let (status, _, err) = stress_binary(server.addr, &["--latency-svg", "/nonexistent-dir/x.svg"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains("cannot write /nonexistent-dir/x.svg"), "{err}");
+    server.stop();
 }
 
 #[test]

@@ -20,8 +20,11 @@ use socklab::service::Service;
 /// Sends sentences to a socklab server (or any server of the same protocol) and prints the replies.
 ///
 /// With MESSAGEs: sends each (over TCP as one line), prints each reply, exits. Otherwise reads stdin: on a
-/// terminal, the tutorials' `Input lowercase sentence:` loop; from a pipe, one reply line per input line and
-/// nothing else on stdout. Exits non-zero, with the reason on stderr, when a reply does not come.
+/// terminal, the tutorials' `Input lowercase sentence:` loop (`hello`: a name); from a pipe, one reply line
+/// per input line and nothing else on stdout. With `--expect http` each message or line is a path: one GET
+/// each, and the response's body is printed. Exits non-zero, with the reason on stderr, when a reply does not
+/// come, when the replies are out of step with the requests (a greeting it did not expect), or when the
+/// server closed the connection with input left to send.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -46,7 +49,7 @@ struct Args {
     retries: u32,
 
     /// The service the server runs; over TCP it tells the client how many bytes the reply must have
-    /// (`hello`: the welcome is read and shown first).
+    /// (`hello`: the welcome is read and shown first; `http`: messages are paths to GET).
     #[arg(long, value_enum, default_value_t = Service::Upper)]
     expect: Service,
 
@@ -63,7 +66,7 @@ struct Args {
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
     quiet: u8,
 
-    /// Sentences to send; without any, lines are read from stdin.
+    /// Sentences to send (`--expect http`: paths); without any, lines are read from stdin.
     message: Vec<String>,
 }
 

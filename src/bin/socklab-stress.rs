@@ -3,7 +3,10 @@
 //!
 //! Walk-through: `docs/client-and-stress.md`.
 
+use std::fs::File;
+use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use log::error;
 use socklab::flags;
 use socklab::service::Service;
 use socklab::stress::progress::Progress;
-use socklab::stress::{self, LoadOptions, Stop};
+use socklab::stress::{self, latency, LoadOptions, Report, Stop};
 
 /// Drives many connections at a socklab server (or any server of the same protocol) from one event loop,
 /// checks every reply byte for byte, and reports throughput and latency percentiles.
@@ -76,6 +79,16 @@ struct Args {
     #[arg(long)]
     json: bool,
 
+    /// Also write the latency distribution as an SVG percentile plot (log scale of 1/(1-p), like
+    /// HdrHistogram's plotter) to FILE.
+    #[arg(long, value_name = "FILE")]
+    latency_svg: Option<PathBuf>,
+
+    /// Also write the latency distribution to FILE in HdrHistogram's percentile-distribution text
+    /// (`.hgrm`, values in microseconds), which HdrHistogram's plotter reads.
+    #[arg(long, value_name = "FILE")]
+    latency_hgrm: Option<PathBuf>,
+
     /// More logging: -v debug, -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -122,6 +135,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The files are made before the run, so a path that cannot be written fails now, not after the load.
+    let mut outputs = Vec::new();
+    for (path, kind) in [
+        (&args.latency_svg, Output::Svg),
+        (&args.latency_hgrm, Output::Hgrm),
+    ] {
+        let Some(path) = path else { continue };
+        match File::create(path) {
+            Ok(file) => outputs.push((path, kind, file)),
+            Err(e) => {
+                error!("cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let progress = Progress::new();
     let result = stress::run(&options, &mut |live| progress.update(live));
     progress.finish();
@@ -132,11 +160,14 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.text());
             }
-            if report.tally.connected == 0 && report.tally.refused > 0 {
-                error!(
-                    "every connection was refused: is socklab-server running on {}?",
-                    options.addr
-                );
+            for hint in report.hints() {
+                error!("{hint}");
+            }
+            for (path, kind, mut file) in outputs {
+                if let Err(e) = write_latency(&report, kind, &mut file) {
+                    error!("cannot write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
             }
             if report.failed() {
                 ExitCode::FAILURE
@@ -149,4 +180,19 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The latency files a run can write.
+#[derive(Clone, Copy)]
+enum Output {
+    Svg,
+    Hgrm,
+}
+
+fn write_latency(report: &Report, kind: Output, file: &mut File) -> Result<(), String> {
+    let text = match kind {
+        Output::Hgrm => latency::hgrm(&report.tally.latency),
+        Output::Svg => latency::svg(&report.tally.latency, &report.title())?,
+    };
+    file.write_all(text.as_bytes()).map_err(|e| e.to_string())
 }

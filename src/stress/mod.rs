@@ -1,9 +1,14 @@
 //! socklab-stress: the load generator that checks every reply. It drives many TCP connections (or UDP
-//! sockets) from one mio event loop on one thread, sends lines of lowercase text, checks every reply byte for
-//! byte against what the service must make of the request, and measures latency into an HdrHistogram.
+//! sockets) from one mio event loop on one thread, sends each service's own requests
+//! ([`Service::load_request`]: lines of lowercase text, or HTTP `GET`s), checks every reply against what the
+//! service must make of the request (byte for byte, or by [`Service::same_reply`] where replies rightly
+//! vary), and measures latency into an HdrHistogram. When replies are wrong it shows the first few and names
+//! the service they fit; when nothing is left to carry the load it stops early and says why.
 //! Usage, flags and measured figures: `docs/client-and-stress.md` (chapter 8, `docs/08-measuring.md`, puts it in context).
 //!
 //! One file per idea: [`payload`] (what is sent and expected), [`tcp`] and [`udp`] (each protocol's loop),
+//! [`mismatch`] (what a wrong reply looked like and which service it fits), [`latency`] (the latency
+//! distribution as HdrHistogram's `.hgrm` text and as an SVG percentile plot),
 //! [`limits`] (open files and source addresses), [`report`] (the counts and their text and JSON),
 //! [`progress`] (the live bar on a terminal), [`timer`] (the open loop's precise wake-up).
 //!
@@ -18,7 +23,9 @@
 //! each due batch on a timerfd, not on epoll's millisecond timeout, so the tool's own timer slack stays in
 //! the microseconds.
 
+pub mod latency;
 pub mod limits;
+pub mod mismatch;
 pub mod payload;
 pub mod progress;
 pub mod report;
@@ -32,7 +39,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::service::Service;
+use crate::service::{Clock, Service, Step};
+use mismatch::Mismatch;
 pub use report::Report;
 
 /// When the load stops.
@@ -112,8 +120,30 @@ impl LoadOptions {
         if self.udp && self.idle > 0 {
             return Err("--idle connections are TCP only".into());
         }
+        if self.udp && self.expect.datagrams().is_none() {
+            return Err(format!(
+                "--expect {} is TCP only: a server of it binds no UDP socket, so leave out --udp",
+                self.expect
+            ));
+        }
         if self.timeout.is_zero() {
             return Err("--timeout must be more than 0".into());
+        }
+        if !self.udp {
+            // A request the service answers by closing (too long a header for `http`) would end every
+            // connection at its first reply: no load at all.
+            let request = self.expect.load_request(0, self.size);
+            let mut session = self.expect.session();
+            let mut reply = Vec::new();
+            if session.feed(&Clock::new(), &request, &mut reply) == Step::Close {
+                return Err(format!(
+                    "--size {}: the {} service answers a request this large by closing the connection (with {}): \
+                     use a smaller --size",
+                    self.size,
+                    self.expect,
+                    mismatch::excerpt(&reply, 0)
+                ));
+            }
         }
         Ok(())
     }
@@ -226,6 +256,30 @@ pub struct Tally {
     pub load_time: Duration,
     /// Nanoseconds from each request's intended send time to the end of its reply.
     pub latency: Histogram<u64>,
+    /// The first few wrong replies ([`mismatch::KEPT`]), to show what went wrong.
+    pub mismatches: Vec<Mismatch>,
+    /// Why the load ended before its duration or request count, if it did.
+    pub stopped_early: Option<EarlyStop>,
+}
+
+/// Why a run ended before it was due to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EarlyStop {
+    /// Every reply so far was wrong and none right, at least one per connection: the server is not
+    /// serving what `--expect` says (over TCP each connection closed at its wrong reply).
+    OnlyWrongReplies,
+    /// Every connection (or UDP socket) failed or was closed, not only by wrong replies.
+    NoConnectionLeft,
+}
+
+impl EarlyStop {
+    /// The name scripts see (`--json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EarlyStop::OnlyWrongReplies => "only_wrong_replies",
+            EarlyStop::NoConnectionLeft => "no_connection_left",
+        }
+    }
 }
 
 impl Tally {
@@ -249,6 +303,22 @@ impl Tally {
             // 1 ns to 100 s at three significant digits: about 0.1% error, a few hundred KiB, fixed.
             latency: Histogram::new_with_bounds(1, 100_000_000_000, 3)
                 .expect("valid histogram bounds"),
+            mismatches: Vec::new(),
+            stopped_early: None,
+        }
+    }
+
+    /// Whether another wrong reply should be kept for the report.
+    fn wants_mismatch(&self) -> bool {
+        self.mismatches.len() < mismatch::KEPT
+    }
+
+    /// Why the load is ending early, once nothing is left to carry it: wrong replies alone, or failures.
+    fn early_stop(&self) -> EarlyStop {
+        if self.checked == 0 && self.wrong > 0 {
+            EarlyStop::OnlyWrongReplies
+        } else {
+            EarlyStop::NoConnectionLeft
         }
     }
 

@@ -7,7 +7,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{LoadOptions, Stop, Tally};
+use super::mismatch::{self, excerpt};
+use super::{EarlyStop, LoadOptions, Stop, Tally};
+use crate::service::Service;
+
+/// The shortest load a rate is given for: over less, a few replies would make any figure at all.
+pub const MIN_RATE_TIME: Duration = Duration::from_millis(1);
 
 /// The percentiles reported, as (label, quantile).
 const PERCENTILES: [(&str, f64); 4] = [
@@ -40,17 +45,91 @@ impl Report {
         self.tally.wrong > 0 || self.tally.errors() > 0
     }
 
-    /// Checked replies per second of load.
+    /// Whether the run gives a rate: some reply was right, over at least [`MIN_RATE_TIME`]. A rate over
+    /// (nearly) no time, or of bytes no right reply came for, would be a number that means nothing.
+    pub fn has_rate(&self) -> bool {
+        self.tally.checked > 0 && self.tally.load_time >= MIN_RATE_TIME
+    }
+
+    /// Checked replies per second of load (0 when the run gives no rate: see [`Report::has_rate`]).
     pub fn requests_per_second(&self) -> f64 {
+        if !self.has_rate() {
+            return 0.0;
+        }
         per_second(self.tally.checked as f64, self.tally.load_time)
     }
 
-    /// Megabytes (10^6) per second of requests and replies together.
+    /// Megabytes (10^6) per second of requests and replies together (0 when the run gives no rate).
     pub fn megabytes_per_second(&self) -> f64 {
+        if !self.has_rate() {
+            return 0.0;
+        }
         per_second(
             (self.tally.request_bytes + self.tally.reply_bytes) as f64,
             self.tally.load_time,
         ) / 1e6
+    }
+
+    /// The service every kept wrong reply is what another service sends, if one is.
+    pub fn suggested_service(&self) -> Option<Service> {
+        mismatch::suggest(
+            &self.tally.mismatches,
+            self.options.expect,
+            self.options.udp,
+        )
+    }
+
+    /// Why the run ended early, in words, if it did.
+    pub fn stop_reason(&self) -> Option<String> {
+        let (o, t) = (&self.options, &self.tally);
+        let what = if o.udp { "socket" } else { "connection" };
+        Some(match t.stopped_early? {
+            EarlyStop::OnlyWrongReplies if o.udp => format!(
+                "stopped early: the first {} replies were all wrong and none was right, at least one per socket",
+                t.wrong
+            ),
+            EarlyStop::OnlyWrongReplies => format!(
+                "stopped early: every reply was wrong and none was right; a connection is closed at its first \
+                 wrong reply (its stream is out of step after it), so no {what} was left"
+            ),
+            EarlyStop::NoConnectionLeft => format!(
+                "stopped early: every {what} failed or was closed before the load was over (see the counts above)"
+            ),
+        })
+    }
+
+    /// What the person running it should probably do, one sentence each (the binary logs them).
+    pub fn hints(&self) -> Vec<String> {
+        let (o, t) = (&self.options, &self.tally);
+        let mut hints = Vec::new();
+        if t.connected == 0 && t.refused > 0 {
+            hints.push(if o.udp {
+                format!(
+                    "every socket was refused (port unreachable): is socklab-server running on {}?",
+                    o.addr
+                )
+            } else {
+                format!(
+                    "every connection was refused: is socklab-server running on {}?",
+                    o.addr
+                )
+            });
+        }
+        if t.wrong > 0 && t.checked == 0 {
+            hints.push(match self.suggested_service() {
+                Some(other) => format!(
+                    "no reply was what the {} service sends, and the wrong ones are what the {other} service sends: \
+                 is the server running --service {other}? Then run with --expect {other}",
+                    o.expect
+                ),
+                None => format!(
+                    "no reply was what the {} service sends: is the server running --service {}? (--expect names \
+                 the service the replies are checked against)",
+                    o.expect, o.expect
+                ),
+            });
+        }
+        hints
     }
 
     /// Latency at `quantile`, in microseconds (0 when nothing was measured).
@@ -63,6 +142,24 @@ impl Report {
 
     fn max_us(&self) -> f64 {
         self.tally.latency.max() as f64 / 1e3
+    }
+
+    /// One line saying what was run and what it gave, for a plot's title.
+    pub fn title(&self) -> String {
+        let o = &self.options;
+        format!(
+            "socklab-stress {} {} · {} {} · pipeline {} · {} · {} replies checked",
+            if o.udp { "udp" } else { "tcp" },
+            o.expect,
+            o.connections,
+            if o.udp { "sockets" } else { "connections" },
+            o.pipeline,
+            match o.rate {
+                Some(r) => format!("open loop {r} req/s"),
+                None => "closed loop".into(),
+            },
+            self.tally.checked
+        )
     }
 
     /// A few lines for a person.
@@ -106,20 +203,41 @@ impl Report {
             "connections up {}  refused {}  reset {}  timed out {}  closed by server {}  other {}",
             t.connected, t.refused, t.reset, t.timed_out, t.closed, t.other
         );
-        let _ = writeln!(
-            s,
-            "throughput  {:.0} req/s  {:.2} MB/s  over {:.2} s",
-            self.requests_per_second(),
-            self.megabytes_per_second(),
-            t.load_time.as_secs_f64()
-        );
-        let mut line = String::from("latency    ");
-        for (label, q) in PERCENTILES {
-            let _ = write!(line, " {label} {}", human_us(self.latency_us(q)));
+        if self.has_rate() {
+            let _ = writeln!(
+                s,
+                "throughput  {:.0} req/s  {:.2} MB/s  over {}",
+                self.requests_per_second(),
+                self.megabytes_per_second(),
+                human_time(t.load_time)
+            );
+        } else if t.checked == 0 {
+            let _ = writeln!(s, "throughput  none: no reply was right");
+        } else {
+            let _ = writeln!(
+                s,
+                "throughput  none: {} replies over {}, too short a time for a rate",
+                t.checked,
+                human_time(t.load_time)
+            );
         }
-        let _ = write!(line, " max {}", human_us(self.max_us()));
+        let mut line = String::from("latency    ");
+        if t.latency.is_empty() {
+            line.push_str(" none: no reply was right");
+        } else {
+            for (label, q) in PERCENTILES {
+                let _ = write!(line, " {label} {}", human_us(self.latency_us(q)));
+            }
+            let _ = write!(line, " max {}", human_us(self.max_us()));
+        }
         s.push_str(&line);
         s.push('\n');
+        for (i, m) in t.mismatches.iter().enumerate() {
+            s.push_str(&m.describe(i + 1, t.wrong));
+        }
+        if let Some(reason) = self.stop_reason() {
+            let _ = writeln!(s, "{reason}");
+        }
         let _ = writeln!(s, "{}", if self.failed() { "FAILED" } else { "ok" });
         s
     }
@@ -152,18 +270,51 @@ impl Report {
             "\"connected\":{},\"errors\":{{\"refused\":{},\"reset\":{},\"timed_out\":{},\"closed\":{},\"other\":{}}},",
             t.connected, t.refused, t.reset, t.timed_out, t.closed, t.other
         );
+        // No rate is null, not 0: a script must not average a non-measurement in.
+        let rate = |x: f64| {
+            if self.has_rate() {
+                number(x)
+            } else {
+                "null".into()
+            }
+        };
         let _ = write!(
             s,
             "\"load_seconds\":{},\"requests_per_second\":{},\"megabytes_per_second\":{},",
             number(t.load_time.as_secs_f64()),
-            number(self.requests_per_second()),
-            number(self.megabytes_per_second())
+            rate(self.requests_per_second()),
+            rate(self.megabytes_per_second())
         );
         s.push_str("\"latency_us\":{");
         for (label, q) in PERCENTILES {
             let _ = write!(s, "\"{label}\":{},", number(self.latency_us(q)));
         }
         let _ = write!(s, "\"max\":{}}},", number(self.max_us()));
+        s.push_str("\"wrong_samples\":[");
+        for (i, m) in t.mismatches.iter().enumerate() {
+            let from = m.first_difference().saturating_sub(16);
+            let _ = write!(
+                s,
+                "{}{{\"request\":{},\"expected\":{},\"got\":{}}}",
+                if i > 0 { "," } else { "" },
+                json_string(&excerpt(&m.request, 0)),
+                json_string(&excerpt(&m.expected, from)),
+                json_string(&excerpt(&m.got, from))
+            );
+        }
+        s.push_str("],");
+        match t.stopped_early {
+            Some(stop) => {
+                let _ = write!(s, "\"stopped_early\":\"{}\",", stop.name());
+            }
+            None => s.push_str("\"stopped_early\":null,"),
+        }
+        match self.suggested_service() {
+            Some(other) => {
+                let _ = write!(s, "\"suggest_expect\":\"{other}\",");
+            }
+            None => s.push_str("\"suggest_expect\":null,"),
+        }
         let _ = write!(s, "\"failed\":{}}}", self.failed());
         s
     }
@@ -186,10 +337,83 @@ fn number(x: f64) -> String {
     }
 }
 
+/// A JSON string of `text`: quotes, backslashes and control characters escaped.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Seconds to a hundredth above a tenth of a second; milliseconds below, so a short run does not read
+/// "0.00 s".
+fn human_time(d: Duration) -> String {
+    if d >= Duration::from_millis(100) {
+        format!("{:.2} s", d.as_secs_f64())
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
 fn human_us(us: f64) -> String {
     if us >= 1000.0 {
         format!("{:.2} ms", us / 1000.0)
     } else {
         format!("{us:.0} µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(checked: u64, load_time: Duration) -> Report {
+        let mut tally = Tally::new();
+        tally.sent = checked.max(50);
+        tally.checked = checked;
+        tally.wrong = tally.sent - checked;
+        tally.request_bytes = 64 * tally.sent;
+        tally.reply_bytes = 64 * checked;
+        tally.load_time = load_time;
+        Report::new(&LoadOptions::default(), tally, load_time)
+    }
+
+    #[test]
+    fn no_rate_over_no_time_or_without_a_right_reply() {
+        for r in [
+            report(0, Duration::from_millis(300)),
+            report(3, Duration::from_micros(400)),
+        ] {
+            assert!(!r.has_rate());
+            assert_eq!(r.requests_per_second(), 0.0);
+            assert_eq!(r.megabytes_per_second(), 0.0);
+            assert!(!r.text().contains("req/s"), "{}", r.text());
+            assert!(r.text().contains("throughput  none"), "{}", r.text());
+            assert!(r.json().contains("\"requests_per_second\":null"));
+            assert!(r.json().contains("\"megabytes_per_second\":null"));
+        }
+        assert!(report(3, Duration::from_micros(400))
+            .text()
+            .contains("3 replies over 0.40 ms, too short a time for a rate"));
+        let fine = report(50, Duration::from_millis(20));
+        assert!(fine.has_rate());
+        assert_eq!(fine.requests_per_second(), 2500.0);
+        assert!(fine.text().contains("2500 req/s"), "{}", fine.text());
+        assert!(fine.text().contains("over 20.00 ms"), "{}", fine.text());
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\u{1}"), "\"a\\\"b\\\\c\\u0001\"");
     }
 }

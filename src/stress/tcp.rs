@@ -1,11 +1,23 @@
 //! The TCP load: many connections in one mio loop, each a pipeline of requests whose replies are checked as
 //! the bytes arrive. Replies on one stream come back in request order, so a connection keeps its requests in
 //! flight in a queue and compares each arriving byte with the next expected byte of the head's reply: any
-//! split of the stream is checked the same, and nothing is buffered but a cursor.
+//! split of the stream is checked the same, and for a service whose replies are fixed bytes nothing is
+//! buffered but a cursor. A service whose replies vary (an HTTP `Date`) has each connection hold its head
+//! reply, in one buffer reused for every reply, until the service can judge it whole (`payload.rs` says
+//! how the two kinds are told apart). A service's greeting is checked once, before the first reply.
 //!
 //! Connections open a window at a time (`CONNECT_WINDOW`) so that ten thousand SYNs do not overflow the
 //! server's listen backlog and turn into one-second retransmits. The load starts when every connection has
 //! connected or failed.
+//!
+//! One turn of the loop (`run`; its state is `Load`, one method per stage), numbered as in the comments:
+//!
+//! ```text
+//!  1 open connections ─► 2 poll ─► 3 dispatch by token ─┬─► connect finished: open
+//!    (a window at a time)                               └─► read, check replies ─► refill slots (closed loop)
+//!  4a before the load: connect timeouts, then the start │ 4b open loop: due requests, round robin
+//!  5 flush what was queued ─► 6 sweep stalled replies ─► 7 over? stop, drain, leave ─► 8 live counts ─► 1
+//! ```
 //!
 //! Walk-through: `docs/08-measuring.md`.
 
@@ -14,10 +26,12 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::mismatch::{self, Mismatch};
 use super::payload::{Payloads, VARIANTS};
 use super::timer::{arm_before_poll, Timer, TIMER};
 use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
@@ -55,6 +69,13 @@ struct Conn {
     inflight: VecDeque<Inflight>,
     /// Bytes of the head request's reply already received and found right.
     matched: usize,
+    /// Bytes of the service's greeting received (a connection's first bytes).
+    greeted: usize,
+    /// The head reply's bytes so far, when replies vary: it is judged whole once complete. Its capacity is
+    /// the longest reply, taken once, so holding costs no allocation per request.
+    held: Vec<u8>,
+    /// A reply has been checked on this connection: the next wrong one is not its first.
+    answered: bool,
     /// Requests taken but not yet written; reused, so it never allocates after the first turns.
     out: Vec<u8>,
     out_pos: usize,
@@ -129,7 +150,11 @@ impl Conn {
                 Ok(0) => {
                     let e = io::Error::new(io::ErrorKind::UnexpectedEof, "closed by the server");
                     // A reply cut short is a wrong reply, not merely a missing one.
-                    if self.matched > 0 {
+                    if self.mid_reply(payloads) {
+                        if tally.wants_mismatch() {
+                            let before = self.accepted_of_head(payloads);
+                            tally.mismatches.push(self.mismatch(payloads, before, &[]));
+                        }
                         return Turn::Wrong;
                     }
                     return Turn::Failed(e);
@@ -137,7 +162,11 @@ impl Conn {
                 Ok(n) => {
                     if self.idle {
                         tally.reply_bytes += n as u64;
-                    } else if !self.check(&buf[..n], payloads, tally, now_ns) {
+                    } else if let Err(wrong) = self.check(&buf[..n], payloads, tally, now_ns) {
+                        if let Some(mut kept) = wrong {
+                            self.read_waiting(&mut kept, buf);
+                            tally.mismatches.push(kept);
+                        }
                         return Turn::Wrong;
                     }
                     // A read that did not fill the buffer took all the socket had. The usual read to see
@@ -156,39 +185,125 @@ impl Conn {
         }
     }
 
-    /// Matches `data` against the replies expected next. False at the first byte that is wrong, including
-    /// bytes no request asked for.
+    /// Matches `data` against the greeting and the replies expected next. At the first wrong byte
+    /// (including bytes no request asked for) it fails, with the wrong reply if the run still keeps them.
+    ///
+    /// Bytes a reply always has are compared as they arrive; a reply whose later bytes vary (see
+    /// [`Payloads::steady`]) is also held until its last byte, then judged whole by the service.
     fn check(
         &mut self,
         mut data: &[u8],
         payloads: &Payloads,
         tally: &mut Tally,
         now_ns: u64,
-    ) -> bool {
-        while !data.is_empty() {
-            let Some(head) = self.inflight.front() else {
-                return false;
-            };
-            let reply = payloads.reply(head.variant as usize);
-            let expected = &reply[self.matched..];
+    ) -> Result<(), Option<Mismatch>> {
+        let greeting = payloads.greeting();
+        if self.greeted < greeting.len() && !data.is_empty() {
+            let expected = &greeting[self.greeted..];
             let n = expected.len().min(data.len());
             if data[..n] != expected[..n] {
-                return false;
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, &[], data)));
+            }
+            self.greeted += n;
+            data = &data[n..];
+            if self.greeted == greeting.len() {
+                tally.reply_bytes += greeting.len() as u64;
+            }
+        }
+        while !data.is_empty() {
+            let Some(head) = self.inflight.front().copied() else {
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, &[], data)));
+            };
+            let variant = head.variant as usize;
+            let reply = payloads.reply(variant);
+            let n = (reply.len() - self.matched).min(data.len());
+            let steady = payloads.steady(variant).saturating_sub(self.matched).min(n);
+            if data[..steady] != reply[self.matched..self.matched + steady] {
+                let before = self.accepted_of_head(payloads);
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, before, data)));
+            }
+            if !payloads.exact() {
+                self.held.extend_from_slice(&data[..n]);
             }
             self.matched += n;
             data = &data[n..];
-            if self.matched == reply.len() {
-                tally
-                    .latency
-                    .saturating_record(now_ns.saturating_sub(head.intended_ns).max(1));
-                tally.checked += 1;
-                tally.reply_bytes += reply.len() as u64;
-                self.matched = 0;
-                self.inflight.pop_front();
-                self.progress_ns = now_ns;
+            if self.matched < reply.len() {
+                continue;
+            }
+            if !payloads.exact() && !payloads.same_reply(variant, &self.held) {
+                return Err(tally
+                    .wants_mismatch()
+                    .then(|| self.mismatch(payloads, &self.held, data)));
+            }
+            self.held.clear();
+            tally
+                .latency
+                .saturating_record(now_ns.saturating_sub(head.intended_ns).max(1));
+            tally.checked += 1;
+            tally.reply_bytes += reply.len() as u64;
+            self.matched = 0;
+            self.answered = true;
+            self.inflight.pop_front();
+            self.progress_ns = now_ns;
+        }
+        Ok(())
+    }
+
+    /// Whether the stream stopped inside the greeting or a reply.
+    fn mid_reply(&self, payloads: &Payloads) -> bool {
+        self.matched > 0 || (self.greeted > 0 && self.greeted < payloads.greeting().len())
+    }
+
+    /// The head reply's bytes received so far, all found right.
+    fn accepted_of_head<'p>(&'p self, payloads: &'p Payloads) -> &'p [u8] {
+        match self.inflight.front() {
+            Some(_) if !payloads.exact() => &self.held,
+            Some(head) => &payloads.reply(head.variant as usize)[..self.matched],
+            None => &[],
+        }
+    }
+
+    /// The head request's wrong reply: `before` is what had come of it and was right, `rest` the bytes
+    /// from where checking stopped. The first reply on a connection is shown with the greeting.
+    fn mismatch(&self, payloads: &Payloads, before: &[u8], rest: &[u8]) -> Mismatch {
+        let head = self.inflight.front();
+        let request = head.map_or(&[][..], |h| payloads.request(h.variant as usize));
+        let reply = head.map_or(&[][..], |h| payloads.reply(h.variant as usize));
+        let first = !self.answered;
+        let greeting = if first { payloads.greeting() } else { &[] };
+        let expected = [greeting, reply].concat();
+        let greeted = &greeting[..self.greeted.min(greeting.len())];
+        let mut got = [greeted, before, rest].concat();
+        got.truncate(expected.len() + mismatch::EXTRA);
+        Mismatch {
+            request: request.to_vec(),
+            expected,
+            got,
+            first,
+        }
+    }
+
+    /// Adds to a kept wrong reply what is already waiting in the socket (without waiting for more), so it
+    /// shows more than the bytes that happened to come with its first wrong one.
+    fn read_waiting(&mut self, kept: &mut Mismatch, buf: &mut [u8]) {
+        let limit = kept.expected.len() + mismatch::EXTRA;
+        while kept.got.len() < limit {
+            match self.stream.read(buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let take = n.min(limit - kept.got.len());
+                    kept.got.extend_from_slice(&buf[..take]);
+                }
+                Err(ref e) if interrupted(e) => {}
+                Err(_) => return,
             }
         }
-        true
     }
 
     /// Closes the connection; its requests still in flight are counted unanswered.
@@ -223,296 +338,452 @@ fn open(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
     Ok(TcpStream::from_std(socket.into()))
 }
 
-/// The whole TCP run: connect, load, drain.
+/// The whole TCP run: connect, load, drain. One turn of the loop runs the stages in the order the module's
+/// picture numbers them.
 pub(super) fn run(
     options: &LoadOptions,
     sources: &[SocketAddr],
     observer: &mut dyn FnMut(&Live),
 ) -> io::Result<Tally> {
-    let payloads = Payloads::new(options.size, options.expect, false);
-    let mut tally = Tally::new();
-    let mut poll = Poll::new()?;
+    let mut load = Load::new(options, sources)?;
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    let timer = Timer::new(poll.registry())?;
-    let mut buf = vec![0u8; READ_BUFFER];
-    let total = options.connections + options.idle;
-    let mut conns: Vec<Conn> = Vec::with_capacity(total);
-    let mut connecting = 0usize;
-    let mut dirty: Vec<usize> = Vec::new();
-    let mut schedule = Schedule::new(options);
-    let timeout_ns = options.timeout.as_nanos().min(u64::MAX as u128) as u64;
-    let origin = Instant::now();
-    // Connect deadlines are checked against when each window opened.
-    let mut connect_started: Vec<u64> = Vec::with_capacity(total);
-    let mut start: Option<Instant> = None;
-    let mut drain_until: Option<Instant> = None;
-    let mut last_reply: Option<Instant> = None;
-    let mut next_live = origin + LIVE_EVERY;
-    let mut next_sweep = origin;
-    let mut rr = 0usize;
-    let mut backlogged = false;
-    let mut live_load = 0usize;
-    let mut attempted = 0usize;
-    let mut load_conns = 0usize;
-
     loop {
-        // Open more connections while the window has room. Only connects that start are kept, so a
-        // connection's index in `conns` is its token; load connections come first, then idle ones.
-        while attempted < total && connecting < CONNECT_WINDOW {
-            let source = (!sources.is_empty()).then(|| sources[attempted % sources.len()]);
-            let idle = attempted >= options.connections;
-            attempted += 1;
-            match open(options.addr, source) {
+        // 1. Open more connections while the connect window has room.
+        load.open_connections()?;
+        // 2. Wait for readiness, the next due request or the end of the load.
+        if !load.poll(&mut events)? {
+            continue;
+        }
+        // Every later stage of the turn sees the time the poll returned.
+        let now = Instant::now();
+        let now_ns = load.load_ns(now);
+        // 3. Each event: a connect that finished, or replies to check and the slots they free.
+        for event in events.iter() {
+            load.dispatch(event, now, now_ns);
+        }
+        if load.start.is_none() {
+            // 4a. Before the load: connects that took too long; the start, once every connect has settled.
+            load.settle_connects(now);
+        } else {
+            // 4b. During an open-loop load: every due request to the next connection with room.
+            load.hand_out_due(now_ns);
+        }
+        // 5. Write what this turn queued.
+        load.flush_queued();
+        // 6. Close connections whose replies stalled past the timeout.
+        load.sweep_stalled(now, now_ns);
+        // 7. Stop issuing at the end, drain the replies still due, and leave once they came.
+        if load.is_over(now, now_ns) {
+            break;
+        }
+        // 8. The live counts, a few times a second.
+        load.report_live(now, observer);
+    }
+    Ok(load.finish())
+}
+
+/// One TCP run's state: what every stage of a turn shares.
+struct Load<'a> {
+    options: &'a LoadOptions,
+    sources: &'a [SocketAddr],
+    payloads: Payloads,
+    tally: Tally,
+    poll: Poll,
+    timer: Timer,
+    /// The read buffer every connection shares.
+    buf: Vec<u8>,
+    /// Load connections first, then idle ones; a connection's index is its token.
+    conns: Vec<Conn>,
+    /// Connects started and not yet settled.
+    connecting: usize,
+    /// Connections with requests queued this turn, to flush.
+    dirty: Vec<usize>,
+    schedule: Schedule,
+    timeout_ns: u64,
+    /// When the run began (connecting included).
+    origin: Instant,
+    /// When each connect started (ns since `origin`): connect deadlines count from there.
+    connect_started: Vec<u64>,
+    /// When the load began: every connection settled.
+    start: Option<Instant>,
+    /// The load is over; the replies still due are awaited until then.
+    drain_until: Option<Instant>,
+    last_reply: Option<Instant>,
+    next_live: Instant,
+    next_sweep: Instant,
+    /// The open loop's next connection to try.
+    rr: usize,
+    /// Every connection was full when requests were due: the open loop waits for replies, not the timer.
+    backlogged: bool,
+    /// Load connections still open.
+    live_load: usize,
+    /// Connects tried, whether they started or not.
+    attempted: usize,
+    /// Load connections whose connect started.
+    load_conns: usize,
+}
+
+impl<'a> Load<'a> {
+    fn new(options: &'a LoadOptions, sources: &'a [SocketAddr]) -> io::Result<Load<'a>> {
+        let poll = Poll::new()?;
+        let timer = Timer::new(poll.registry())?;
+        let total = options.connections + options.idle;
+        let origin = Instant::now();
+        Ok(Load {
+            options,
+            sources,
+            payloads: Payloads::new(options.size, options.expect, false),
+            tally: Tally::new(),
+            poll,
+            timer,
+            buf: vec![0u8; READ_BUFFER],
+            conns: Vec::with_capacity(total),
+            connecting: 0,
+            dirty: Vec::new(),
+            schedule: Schedule::new(options),
+            timeout_ns: options.timeout.as_nanos().min(u64::MAX as u128) as u64,
+            origin,
+            connect_started: Vec::with_capacity(total),
+            start: None,
+            drain_until: None,
+            last_reply: None,
+            next_live: origin + LIVE_EVERY,
+            next_sweep: origin,
+            rr: 0,
+            backlogged: false,
+            live_load: 0,
+            attempted: 0,
+            load_conns: 0,
+        })
+    }
+
+    fn total(&self) -> usize {
+        self.options.connections + self.options.idle
+    }
+
+    /// Nanoseconds since the load began (0 before it has).
+    fn load_ns(&self, now: Instant) -> u64 {
+        self.start.map_or(0, |s| nanos(s, now))
+    }
+
+    /// Stage 1. Only connects that start are kept, so a connection's index in `conns` is its token; load
+    /// connections come first, then idle ones.
+    fn open_connections(&mut self) -> io::Result<()> {
+        while self.attempted < self.total() && self.connecting < CONNECT_WINDOW {
+            let source = (!self.sources.is_empty())
+                .then(|| self.sources[self.attempted % self.sources.len()]);
+            let idle = self.attempted >= self.options.connections;
+            self.attempted += 1;
+            match open(self.options.addr, source) {
                 Ok(mut stream) => {
-                    let i = conns.len();
-                    poll.registry().register(
+                    let i = self.conns.len();
+                    self.poll.registry().register(
                         &mut stream,
                         Token(i),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
-                    conns.push(new_conn(stream, idle, i, options.pipeline, options.size));
-                    connect_started.push(nanos(origin, Instant::now()));
-                    connecting += 1;
+                    self.conns.push(new_conn(
+                        stream,
+                        idle,
+                        i,
+                        self.options.pipeline,
+                        &self.payloads,
+                    ));
+                    self.connect_started
+                        .push(nanos(self.origin, Instant::now()));
+                    self.connecting += 1;
                     if !idle {
-                        load_conns += 1;
+                        self.load_conns += 1;
                     }
                 }
                 Err(e) => {
-                    log::debug!("connect {attempted}: {e}");
-                    tally.fail(&e);
+                    log::debug!("connect {}: {e}", self.attempted);
+                    self.tally.fail(&e);
                 }
             }
         }
+        Ok(())
+    }
 
-        let now_ns = start.map_or(0, |s| nanos(s, Instant::now()));
-        let wait = match (start, drain_until) {
+    /// Stage 2. False if the poll was interrupted (the turn starts again).
+    fn poll(&mut self, events: &mut Events) -> io::Result<bool> {
+        let now_ns = self.load_ns(Instant::now());
+        let wait = match (self.start, self.drain_until) {
             (None, _) => Duration::from_millis(50),
             (Some(_), Some(until)) => until
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(50)),
-            (Some(_), None) => schedule.wait(now_ns, backlogged),
+            (Some(_), None) => self.schedule.wait(now_ns, self.backlogged),
         };
-        arm_before_poll(&timer, wait, options.rate.is_some());
-        if let Err(e) = poll.poll(&mut events, Some(wait)) {
-            if interrupted(&e) {
-                continue;
-            }
-            return Err(e);
+        arm_before_poll(&self.timer, wait, self.options.rate.is_some());
+        match self.poll.poll(events, Some(wait)) {
+            Ok(()) => Ok(true),
+            Err(e) if interrupted(&e) => Ok(false),
+            Err(e) => Err(e),
         }
-        let now = Instant::now();
-        let now_ns = start.map_or(0, |s| nanos(s, now));
+    }
 
-        for event in events.iter() {
-            if event.token() == TIMER {
-                timer.clear();
-                continue;
-            }
-            let i = event.token().0;
-            let Some(conn) = conns.get_mut(i) else {
-                continue;
-            };
-            match conn.state {
-                State::Closed => {}
-                State::Connecting => match connected(&conn.stream) {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        connecting -= 1;
-                        conn.state = State::Open;
-                        tally.connected += 1;
+    /// Stage 3: one event.
+    fn dispatch(&mut self, event: &Event, now: Instant, now_ns: u64) {
+        if event.token() == TIMER {
+            self.timer.clear();
+            return;
+        }
+        let i = event.token().0;
+        let Some(conn) = self.conns.get_mut(i) else {
+            return;
+        };
+        match conn.state {
+            State::Closed => {}
+            State::Connecting => match connected(&conn.stream) {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.connecting -= 1;
+                    conn.state = State::Open;
+                    self.tally.connected += 1;
+                    if !conn.idle {
+                        self.live_load += 1;
+                    }
+                }
+                Err(e) => {
+                    self.connecting -= 1;
+                    self.tally.fail(&e);
+                    conn.close(self.poll.registry(), &mut self.tally);
+                }
+            },
+            State::Open => {
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    let checked = self.tally.checked;
+                    let closing = event.is_read_closed() || event.is_error();
+                    let outcome = conn.read(
+                        &mut self.buf,
+                        &self.payloads,
+                        &mut self.tally,
+                        now_ns,
+                        closing,
+                    );
+                    if self.tally.checked > checked {
+                        self.last_reply = Some(now);
+                    }
+                    let failed = match outcome {
+                        Turn::Fine => false,
+                        Turn::Wrong => {
+                            // The stream is out of step now: every later byte would be "wrong" too.
+                            self.tally.wrong += 1;
+                            conn.inflight.pop_front();
+                            true
+                        }
+                        Turn::Failed(e) => {
+                            // Once the load is over, a server closing an idle connection is no failure.
+                            if !(conn.idle && self.drain_until.is_some()) {
+                                self.tally.fail(&e);
+                            }
+                            true
+                        }
+                    };
+                    if failed {
                         if !conn.idle {
-                            live_load += 1;
+                            self.live_load -= 1;
                         }
+                        conn.close(self.poll.registry(), &mut self.tally);
+                        return;
                     }
-                    Err(e) => {
-                        connecting -= 1;
-                        tally.fail(&e);
-                        conn.close(poll.registry(), &mut tally);
-                    }
-                },
-                State::Open => {
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        let checked = tally.checked;
-                        let closing = event.is_read_closed() || event.is_error();
-                        let outcome = conn.read(&mut buf, &payloads, &mut tally, now_ns, closing);
-                        if tally.checked > checked {
-                            last_reply = Some(now);
-                        }
-                        let failed = match outcome {
-                            Turn::Fine => false,
-                            Turn::Wrong => {
-                                // The stream is out of step now: every later byte would be "wrong" too.
-                                tally.wrong += 1;
-                                conn.inflight.pop_front();
-                                true
-                            }
-                            Turn::Failed(e) => {
-                                // Once the load is over, a server closing an idle connection is no failure.
-                                if !(conn.idle && drain_until.is_some()) {
-                                    tally.fail(&e);
-                                }
-                                true
-                            }
+                }
+                // Closed loop: every completed reply frees a slot for the next request.
+                if self.start.is_some() && self.options.rate.is_none() {
+                    while conn.has_room(self.options.pipeline) {
+                        let Some(at) = self.schedule.take(now_ns) else {
+                            break;
                         };
-                        if failed {
-                            if !conn.idle {
-                                live_load -= 1;
-                            }
-                            conn.close(poll.registry(), &mut tally);
-                            continue;
-                        }
-                    }
-                    // Closed loop: every completed reply frees a slot for the next request.
-                    if start.is_some() && options.rate.is_none() {
-                        while conn.has_room(options.pipeline) {
-                            let Some(at) = schedule.take(now_ns) else {
-                                break;
-                            };
-                            conn.issue(&payloads, at, now_ns, &mut tally);
-                        }
-                    }
-                    if !conn.dirty {
-                        conn.dirty = true;
-                        dirty.push(i);
+                        conn.issue(&self.payloads, at, now_ns, &mut self.tally);
                     }
                 }
-            }
-        }
-
-        if start.is_none() {
-            // Connections that took too long to connect.
-            let elapsed = nanos(origin, now);
-            for (i, conn) in conns.iter_mut().enumerate() {
-                if conn.state == State::Connecting
-                    && elapsed.saturating_sub(connect_started[i]) > timeout_ns
-                {
-                    connecting -= 1;
-                    tally.fail(&io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "connect timed out",
-                    ));
-                    conn.close(poll.registry(), &mut tally);
-                }
-            }
-            if attempted == total && connecting == 0 {
-                start = Some(now);
-                log::info!(
-                    "{} of {total} connections up in {:?}; load starts",
-                    tally.connected,
-                    now - origin
-                );
-                for (i, conn) in conns.iter_mut().enumerate() {
-                    if conn.state != State::Open {
-                        continue;
-                    }
-                    if conn.idle {
-                        // Half the idle connections start a line and never finish it.
-                        if i % 2 == 0 {
-                            conn.out
-                                .extend_from_slice(&payloads.request(0)[..options.size / 2]);
-                        }
-                    } else if options.rate.is_none() {
-                        while conn.has_room(options.pipeline) {
-                            let Some(at) = schedule.take(0) else { break };
-                            conn.issue(&payloads, at, 0, &mut tally);
-                        }
-                    }
-                    conn.dirty = true;
-                    dirty.push(i);
-                }
-            }
-        } else if options.rate.is_some() && !schedule.stopped && load_conns > 0 {
-            // Open loop: hand every due request to the next connection with room, round robin.
-            backlogged = false;
-            let load = load_conns;
-            'due: loop {
-                let mut tried = 0;
-                while !conns[rr].has_room(options.pipeline) {
-                    rr = (rr + 1) % load;
-                    tried += 1;
-                    if tried == load {
-                        backlogged = true;
-                        break 'due;
-                    }
-                }
-                let Some(at) = schedule.take(now_ns) else {
-                    break;
-                };
-                let conn = &mut conns[rr];
-                conn.issue(&payloads, at, now_ns, &mut tally);
                 if !conn.dirty {
                     conn.dirty = true;
-                    dirty.push(rr);
+                    self.dirty.push(i);
                 }
-                rr = (rr + 1) % load;
             }
         }
+    }
 
-        for i in dirty.drain(..) {
-            let conn = &mut conns[i];
+    /// Stage 4a: connects that took too long fail; once every connect has settled, the load starts with
+    /// each connection's first requests (closed loop) or half a line (half the idle ones).
+    fn settle_connects(&mut self, now: Instant) {
+        let elapsed = nanos(self.origin, now);
+        for (i, conn) in self.conns.iter_mut().enumerate() {
+            if conn.state == State::Connecting
+                && elapsed.saturating_sub(self.connect_started[i]) > self.timeout_ns
+            {
+                self.connecting -= 1;
+                self.tally.fail(&io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ));
+                conn.close(self.poll.registry(), &mut self.tally);
+            }
+        }
+        if self.attempted < self.total() || self.connecting > 0 {
+            return;
+        }
+        self.start = Some(now);
+        log::info!(
+            "{} of {} connections up in {:?}; load starts",
+            self.tally.connected,
+            self.total(),
+            now - self.origin
+        );
+        for (i, conn) in self.conns.iter_mut().enumerate() {
+            if conn.state != State::Open {
+                continue;
+            }
+            if conn.idle {
+                // Half the idle connections start a line and never finish it.
+                if i % 2 == 0 {
+                    let request = self.payloads.request(0);
+                    conn.out.extend_from_slice(&request[..request.len() / 2]);
+                }
+            } else if self.options.rate.is_none() {
+                while conn.has_room(self.options.pipeline) {
+                    let Some(at) = self.schedule.take(0) else {
+                        break;
+                    };
+                    conn.issue(&self.payloads, at, 0, &mut self.tally);
+                }
+            }
+            conn.dirty = true;
+            self.dirty.push(i);
+        }
+    }
+
+    /// Stage 4b: open loop, every due request to the next load connection with room, round robin.
+    fn hand_out_due(&mut self, now_ns: u64) {
+        if self.options.rate.is_none() || self.schedule.stopped || self.load_conns == 0 {
+            return;
+        }
+        self.backlogged = false;
+        let load = self.load_conns;
+        'due: loop {
+            let mut tried = 0;
+            while !self.conns[self.rr].has_room(self.options.pipeline) {
+                self.rr = (self.rr + 1) % load;
+                tried += 1;
+                if tried == load {
+                    self.backlogged = true;
+                    break 'due;
+                }
+            }
+            let Some(at) = self.schedule.take(now_ns) else {
+                break;
+            };
+            let conn = &mut self.conns[self.rr];
+            conn.issue(&self.payloads, at, now_ns, &mut self.tally);
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(self.rr);
+            }
+            self.rr = (self.rr + 1) % load;
+        }
+    }
+
+    /// Stage 5: writes what each connection queued this turn; a connection that cannot be written fails.
+    fn flush_queued(&mut self) {
+        for i in self.dirty.drain(..) {
+            let conn = &mut self.conns[i];
             conn.dirty = false;
             if conn.state != State::Open {
                 continue;
             }
             if let Err(e) = conn.flush() {
-                tally.fail(&e);
+                self.tally.fail(&e);
                 if !conn.idle {
-                    live_load -= 1;
+                    self.live_load -= 1;
                 }
-                conn.close(poll.registry(), &mut tally);
+                conn.close(self.poll.registry(), &mut self.tally);
             }
-        }
-
-        if start.is_some() && now >= next_sweep {
-            next_sweep = now + STALL_SWEEP_EVERY;
-            for conn in conns.iter_mut() {
-                let waiting = conn.state == State::Open && !conn.inflight.is_empty();
-                if waiting && now_ns.saturating_sub(conn.progress_ns) > timeout_ns {
-                    tally.fail(&io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no reply within the timeout",
-                    ));
-                    live_load -= 1;
-                    conn.close(poll.registry(), &mut tally);
-                }
-            }
-        }
-
-        if let Some(started) = start {
-            if (schedule.check_end(now_ns) || live_load == 0) && drain_until.is_none() {
-                schedule.stopped = true;
-                drain_until = Some(now + options.timeout);
-            }
-            if let Some(until) = drain_until {
-                if tally.outstanding() == 0 || now >= until {
-                    tally.load_time = last_reply.unwrap_or(now).saturating_duration_since(started);
-                    break;
-                }
-            }
-        }
-
-        if now >= next_live {
-            next_live = now + LIVE_EVERY;
-            observer(&tally.live(now - origin, schedule.total()));
         }
     }
 
-    // Whatever is still in flight now never came: those connections timed out.
-    for conn in &mut conns {
-        if conn.state == State::Open && !conn.inflight.is_empty() {
-            tally.timed_out += 1;
+    /// Stage 6: a connection waiting longer than the timeout for a reply has stalled: timed out, closed.
+    fn sweep_stalled(&mut self, now: Instant, now_ns: u64) {
+        if self.start.is_none() || now < self.next_sweep {
+            return;
         }
-        conn.close(poll.registry(), &mut tally);
+        self.next_sweep = now + STALL_SWEEP_EVERY;
+        for conn in self.conns.iter_mut() {
+            let waiting = conn.state == State::Open && !conn.inflight.is_empty();
+            if waiting && now_ns.saturating_sub(conn.progress_ns) > self.timeout_ns {
+                self.tally.fail(&io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no reply within the timeout",
+                ));
+                self.live_load -= 1;
+                conn.close(self.poll.registry(), &mut self.tally);
+            }
+        }
     }
-    Ok(tally)
+
+    /// Stage 7: at the end of the schedule (or with no load connection left) stop issuing and drain for
+    /// at most the timeout. True once every request is settled or the drain is over.
+    fn is_over(&mut self, now: Instant, now_ns: u64) -> bool {
+        let Some(started) = self.start else {
+            return false;
+        };
+        let ended = self.schedule.check_end(now_ns);
+        if (ended || self.live_load == 0) && self.drain_until.is_none() {
+            if !ended && !self.schedule.stopped {
+                self.tally.stopped_early = Some(self.tally.early_stop());
+            }
+            self.schedule.stopped = true;
+            self.drain_until = Some(now + self.options.timeout);
+        }
+        if let Some(until) = self.drain_until {
+            if self.tally.outstanding() == 0 || now >= until {
+                self.tally.load_time = self
+                    .last_reply
+                    .unwrap_or(now)
+                    .saturating_duration_since(started);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Stage 8.
+    fn report_live(&mut self, now: Instant, observer: &mut dyn FnMut(&Live)) {
+        if now >= self.next_live {
+            self.next_live = now + LIVE_EVERY;
+            observer(&self.tally.live(now - self.origin, self.schedule.total()));
+        }
+    }
+
+    /// After the loop: whatever is still in flight never came, so those connections timed out.
+    fn finish(mut self) -> Tally {
+        for conn in &mut self.conns {
+            if conn.state == State::Open && !conn.inflight.is_empty() {
+                self.tally.timed_out += 1;
+            }
+            conn.close(self.poll.registry(), &mut self.tally);
+        }
+        self.tally
+    }
 }
 
-fn new_conn(stream: TcpStream, idle: bool, i: usize, pipeline: usize, size: usize) -> Conn {
+fn new_conn(stream: TcpStream, idle: bool, i: usize, pipeline: usize, payloads: &Payloads) -> Conn {
+    let size = payloads.request(0).len();
+    let held = if payloads.exact() || idle {
+        0
+    } else {
+        payloads.longest_reply()
+    };
     Conn {
         stream,
         state: State::Connecting,
         idle,
         inflight: VecDeque::with_capacity(pipeline),
         matched: 0,
+        greeted: 0,
+        held: Vec::with_capacity(held),
+        answered: false,
         out: Vec::with_capacity(pipeline * size),
         out_pos: 0,
         // Neighbouring connections start on different lines, so a reply crossing connections shows.

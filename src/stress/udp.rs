@@ -4,6 +4,15 @@
 //! since UDP may reorder. A request with no reply within `--timeout` is *lost*, counted apart from wrong
 //! replies; a reply that comes after that is *late*; only a reply that no request could have had is wrong.
 //!
+//! One turn of the loop (`run`; its state is `Load`, one method per stage), numbered as in the comments:
+//!
+//! ```text
+//!  1a closed loop: refill the sockets that had news │ 1b open loop: due requests, round robin
+//!  2 over? stop, drain, leave ─► 3 live counts ─► 4 poll ─► 5 dispatch by token ─┬─► writable: may send again
+//!                                                                                └─► receive, settle replies
+//!  6 sweep: requests older than the timeout are lost ─► back to 1
+//! ```
+//!
 //! Walk-through: `docs/08-measuring.md`.
 
 use std::collections::VecDeque;
@@ -11,9 +20,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
+use super::mismatch::{self, Mismatch};
 use super::payload::{Payloads, MAX_SIZE, VARIANTS};
 use super::timer::{arm_before_poll, Timer, TIMER};
 use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
@@ -37,6 +48,8 @@ struct Peer {
     blocked: bool,
     inflight: VecDeque<Inflight>,
     next_variant: usize,
+    /// A datagram came back: something serves there, so a later refusal does not undo `connected`.
+    answered: bool,
 }
 
 impl Peer {
@@ -91,11 +104,12 @@ impl Peer {
                 Err(ref e) if interrupted(e) => continue,
                 Err(e) => return Err(e),
             };
+            self.answered = true;
             let reply = &buf[..n];
             let position = self
                 .inflight
                 .iter()
-                .position(|r| payloads.reply(r.variant as usize) == reply);
+                .position(|r| payloads.same_reply(r.variant as usize, reply));
             match position {
                 Some(p) => {
                     let request = self.inflight.remove(p).expect("position is in range");
@@ -110,7 +124,19 @@ impl Peer {
                     // It answers none of the requests in flight: it settles the oldest, as a wrong reply.
                     // (With nothing in flight it is a reply nobody asked for: wrong all the same.)
                     tally.wrong += 1;
-                    self.inflight.pop_front();
+                    let oldest = self.inflight.pop_front();
+                    if tally.wants_mismatch() {
+                        let variant = oldest.map(|r| r.variant as usize);
+                        let expected = variant.map_or(&[][..], |v| payloads.reply(v));
+                        let mut got = reply.to_vec();
+                        got.truncate(expected.len() + mismatch::EXTRA);
+                        tally.mismatches.push(Mismatch {
+                            request: variant.map_or(Vec::new(), |v| payloads.request(v).to_vec()),
+                            expected: expected.to_vec(),
+                            got,
+                            first: false,
+                        });
+                    }
                 }
             }
         }
@@ -129,6 +155,11 @@ impl Peer {
     }
 
     fn fail(&mut self, e: &io::Error, tally: &mut Tally) {
+        // "Port unreachable" before any reply: this socket never reached a server, so it was never up (as a
+        // refused TCP connect is not). After a reply it was, as a TCP connection that is later reset.
+        if e.kind() == io::ErrorKind::ConnectionRefused && !self.answered {
+            tally.connected = tally.connected.saturating_sub(1);
+        }
         tally.fail(e);
         tally.unanswered += self.inflight.len() as u64;
         self.inflight.clear();
@@ -149,177 +180,279 @@ fn bind(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// The whole UDP run: bind and connect every socket, load, drain.
+/// The whole UDP run: bind and connect every socket, load, drain. One turn of the loop runs the stages in
+/// the order the module's picture numbers them.
 pub(super) fn run(
     options: &LoadOptions,
     sources: &[SocketAddr],
     observer: &mut dyn FnMut(&Live),
 ) -> io::Result<Tally> {
-    let payloads = Payloads::new(options.size, options.expect, true);
-    let mut tally = Tally::new();
-    let mut poll = Poll::new()?;
+    let mut load = Load::new(options, sources)?;
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    let timer = Timer::new(poll.registry())?;
-    // A reply may be larger than expected (a wrong server); the buffer takes any datagram whole.
-    let mut buf = vec![0u8; MAX_SIZE + 1];
-    let mut peers = Vec::with_capacity(options.connections);
-    for i in 0..options.connections {
-        let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
-        match bind(options.addr, source) {
-            Ok(mut socket) => {
-                poll.registry().register(
-                    &mut socket,
-                    Token(peers.len()),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                peers.push(Peer {
-                    socket,
-                    open: true,
-                    blocked: false,
-                    inflight: VecDeque::with_capacity(options.pipeline),
-                    next_variant: i,
-                });
-                tally.connected += 1;
-            }
-            Err(e) => {
-                log::debug!("udp socket {i}: {e}");
-                tally.fail(&e);
-            }
-        }
-    }
-
-    let mut schedule = Schedule::new(options);
-    let timeout_ns = options.timeout.as_nanos().min(u64::MAX as u128) as u64;
-    let start = Instant::now();
-    let mut next_sweep = start + SWEEP_EVERY;
-    let mut next_live = start + LIVE_EVERY;
-    let mut drain_until: Option<Instant> = None;
-    let mut last_reply: Option<Instant> = None;
-    let mut rr = 0usize;
-    let mut backlogged = false;
-    let mut touched = Vec::new();
-
-    // The first requests: every socket in closed loop; the open loop's start at time 0 is due below.
-    touched.extend(0..peers.len());
     loop {
         let now = Instant::now();
-        let now_ns = nanos(start, now);
-
-        // Closed loop: fill the slots of the sockets that had news. Open loop: hand out what is due.
+        let now_ns = nanos(load.start, now);
         if options.rate.is_none() {
-            for i in touched.drain(..) {
-                let peer: &mut Peer = &mut peers[i];
-                while peer.has_room(options.pipeline) {
-                    let Some(at) = schedule.take(now_ns) else {
-                        break;
-                    };
-                    match peer.send(&payloads, at, now_ns, &mut tally) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            schedule.untake();
-                            break;
-                        }
-                        Err(e) => {
-                            schedule.untake();
-                            peer.fail(&e, &mut tally);
-                        }
-                    }
-                }
-            }
-        } else if !peers.is_empty() && !schedule.stopped {
-            touched.clear();
-            backlogged = false;
-            'due: loop {
-                let mut tried = 0;
-                while !peers[rr].has_room(options.pipeline) {
-                    rr = (rr + 1) % peers.len();
-                    tried += 1;
-                    if tried == peers.len() {
-                        backlogged = true;
-                        break 'due;
-                    }
-                }
-                let Some(at) = schedule.take(now_ns) else {
-                    break;
-                };
-                let peer = &mut peers[rr];
-                match peer.send(&payloads, at, now_ns, &mut tally) {
-                    Ok(true) => {}
-                    Ok(false) => schedule.untake(),
-                    Err(e) => {
-                        schedule.untake();
-                        peer.fail(&e, &mut tally);
-                    }
-                }
-                rr = (rr + 1) % peers.len();
-            }
+            // 1a. Closed loop: fill the free slots of the sockets that had news.
+            load.refill_touched(now_ns);
+        } else {
+            // 1b. Open loop: every due request to the next socket with room.
+            load.hand_out_due(now_ns);
         }
-
-        let live = peers.iter().any(|p| p.open);
-        if (schedule.check_end(now_ns) || !live) && drain_until.is_none() {
-            schedule.stopped = true;
-            // Every request still in flight is settled by the sweep within one timeout.
-            drain_until = Some(now + options.timeout + SWEEP_EVERY);
+        // 2. Stop issuing at the end, drain the replies still due, and leave once they are settled.
+        if load.is_over(now, now_ns) {
+            break;
         }
-        if let Some(until) = drain_until {
-            if tally.outstanding() == 0 || now >= until {
-                tally.load_time = last_reply.unwrap_or(now).saturating_duration_since(start);
-                break;
-            }
-        }
-        if now >= next_live {
-            next_live = now + LIVE_EVERY;
-            observer(&tally.live(now - start, schedule.total()));
-        }
-
-        let wait = schedule
-            .wait(now_ns, backlogged)
-            .min(next_sweep.saturating_duration_since(now));
-        arm_before_poll(&timer, wait, options.rate.is_some());
-        if let Err(e) = poll.poll(&mut events, Some(wait)) {
-            if interrupted(&e) {
-                continue;
-            }
-            return Err(e);
+        // 3. The live counts, a few times a second.
+        load.report_live(now, observer);
+        // 4. Wait for readiness, the next due request, the next sweep or the end.
+        if !load.poll(&mut events, now, now_ns)? {
+            continue;
         }
         let now = Instant::now();
-        let now_ns = nanos(start, now);
+        let now_ns = nanos(load.start, now);
+        // 5. Each event: a socket that can send again, replies to settle.
         for event in events.iter() {
-            if event.token() == TIMER {
-                timer.clear();
-                continue;
-            }
-            let i = event.token().0;
-            let Some(peer) = peers.get_mut(i) else {
-                continue;
-            };
-            if !peer.open {
-                continue;
-            }
-            if event.is_writable() {
-                peer.blocked = false;
-            }
-            if event.is_readable() || event.is_error() {
-                let checked = tally.checked;
-                if let Err(e) = peer.receive(&mut buf, &payloads, &mut tally, now_ns) {
-                    peer.fail(&e, &mut tally);
-                }
-                if tally.checked > checked {
-                    last_reply = Some(now);
-                }
-            }
-            touched.push(i);
+            load.dispatch(event, now, now_ns);
         }
-        if now >= next_sweep {
-            next_sweep = now + SWEEP_EVERY;
-            for (i, peer) in peers.iter_mut().enumerate() {
-                let before = peer.inflight.len();
-                peer.expire(now_ns, timeout_ns, &mut tally);
-                if peer.inflight.len() < before {
-                    touched.push(i);
+        // 6. Requests with no reply within the timeout are lost.
+        load.sweep_lost(now, now_ns);
+    }
+    Ok(load.tally)
+}
+
+/// One UDP run's state: what every stage of a turn shares.
+struct Load<'a> {
+    options: &'a LoadOptions,
+    payloads: Payloads,
+    tally: Tally,
+    poll: Poll,
+    timer: Timer,
+    /// A reply may be larger than expected (a wrong server); the buffer takes any datagram whole.
+    buf: Vec<u8>,
+    /// The sockets that bound; a socket's index is its token.
+    peers: Vec<Peer>,
+    schedule: Schedule,
+    timeout_ns: u64,
+    start: Instant,
+    next_sweep: Instant,
+    next_live: Instant,
+    /// The load is over; the requests still in flight are settled until then.
+    drain_until: Option<Instant>,
+    last_reply: Option<Instant>,
+    /// The open loop's next socket to try.
+    rr: usize,
+    /// Every socket was full when requests were due: the open loop waits for replies, not the timer.
+    backlogged: bool,
+    /// Sockets that had news this turn (a reply, room to send), to refill in closed loop.
+    touched: Vec<usize>,
+}
+
+impl<'a> Load<'a> {
+    /// Binds and connects every socket, and lines up each for its first requests.
+    fn new(options: &'a LoadOptions, sources: &[SocketAddr]) -> io::Result<Load<'a>> {
+        let poll = Poll::new()?;
+        let timer = Timer::new(poll.registry())?;
+        let mut tally = Tally::new();
+        let mut peers = Vec::with_capacity(options.connections);
+        for i in 0..options.connections {
+            let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
+            match bind(options.addr, source) {
+                Ok(mut socket) => {
+                    poll.registry().register(
+                        &mut socket,
+                        Token(peers.len()),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    peers.push(Peer {
+                        socket,
+                        open: true,
+                        blocked: false,
+                        inflight: VecDeque::with_capacity(options.pipeline),
+                        next_variant: i,
+                        answered: false,
+                    });
+                    tally.connected += 1;
+                }
+                Err(e) => {
+                    log::debug!("udp socket {i}: {e}");
+                    tally.fail(&e);
+                }
+            }
+        }
+        let start = Instant::now();
+        // The first requests: every socket in closed loop; the open loop's start at time 0 is due at once.
+        let touched = (0..peers.len()).collect();
+        Ok(Load {
+            options,
+            payloads: Payloads::new(options.size, options.expect, true),
+            tally,
+            poll,
+            timer,
+            buf: vec![0u8; MAX_SIZE + 1],
+            peers,
+            schedule: Schedule::new(options),
+            timeout_ns: options.timeout.as_nanos().min(u64::MAX as u128) as u64,
+            start,
+            next_sweep: start + SWEEP_EVERY,
+            next_live: start + LIVE_EVERY,
+            drain_until: None,
+            last_reply: None,
+            rr: 0,
+            backlogged: false,
+            touched,
+        })
+    }
+
+    /// Stage 1a.
+    fn refill_touched(&mut self, now_ns: u64) {
+        for i in self.touched.drain(..) {
+            let peer: &mut Peer = &mut self.peers[i];
+            while peer.has_room(self.options.pipeline) {
+                let Some(at) = self.schedule.take(now_ns) else {
+                    break;
+                };
+                match peer.send(&self.payloads, at, now_ns, &mut self.tally) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.schedule.untake();
+                        break;
+                    }
+                    Err(e) => {
+                        self.schedule.untake();
+                        peer.fail(&e, &mut self.tally);
+                    }
                 }
             }
         }
     }
-    Ok(tally)
+
+    /// Stage 1b: round robin over the sockets with room, until nothing more is due.
+    fn hand_out_due(&mut self, now_ns: u64) {
+        if self.peers.is_empty() || self.schedule.stopped {
+            return;
+        }
+        self.touched.clear();
+        self.backlogged = false;
+        let count = self.peers.len();
+        'due: loop {
+            let mut tried = 0;
+            while !self.peers[self.rr].has_room(self.options.pipeline) {
+                self.rr = (self.rr + 1) % count;
+                tried += 1;
+                if tried == count {
+                    self.backlogged = true;
+                    break 'due;
+                }
+            }
+            let Some(at) = self.schedule.take(now_ns) else {
+                break;
+            };
+            let peer = &mut self.peers[self.rr];
+            match peer.send(&self.payloads, at, now_ns, &mut self.tally) {
+                Ok(true) => {}
+                Ok(false) => self.schedule.untake(),
+                Err(e) => {
+                    self.schedule.untake();
+                    peer.fail(&e, &mut self.tally);
+                }
+            }
+            self.rr = (self.rr + 1) % count;
+        }
+    }
+
+    /// Stage 2: at the end of the schedule, with no socket left, or once there have been only wrong
+    /// replies, at least one per socket, stop issuing; every request still in flight is settled by the
+    /// sweep within one timeout. True once all are, or the drain is over.
+    fn is_over(&mut self, now: Instant, now_ns: u64) -> bool {
+        let live = self.peers.iter().any(|p| p.open);
+        // Over TCP a wrong reply closes its connection, so a server of another service ends the run at once;
+        // a datagram changes nothing for the next, so the same server is recognised here instead.
+        let only_wrong = self.tally.checked == 0
+            && self.tally.wrong > 0
+            && self.tally.wrong >= self.peers.len() as u64;
+        let ended = self.schedule.check_end(now_ns);
+        if (ended || !live || only_wrong) && self.drain_until.is_none() {
+            if !ended {
+                self.tally.stopped_early = Some(self.tally.early_stop());
+            }
+            self.schedule.stopped = true;
+            self.drain_until = Some(now + self.options.timeout + SWEEP_EVERY);
+        }
+        if let Some(until) = self.drain_until {
+            if self.tally.outstanding() == 0 || now >= until {
+                self.tally.load_time = self
+                    .last_reply
+                    .unwrap_or(now)
+                    .saturating_duration_since(self.start);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Stage 3.
+    fn report_live(&mut self, now: Instant, observer: &mut dyn FnMut(&Live)) {
+        if now >= self.next_live {
+            self.next_live = now + LIVE_EVERY;
+            observer(&self.tally.live(now - self.start, self.schedule.total()));
+        }
+    }
+
+    /// Stage 4. False if the poll was interrupted (the turn starts again).
+    fn poll(&mut self, events: &mut Events, now: Instant, now_ns: u64) -> io::Result<bool> {
+        let wait = self
+            .schedule
+            .wait(now_ns, self.backlogged)
+            .min(self.next_sweep.saturating_duration_since(now));
+        arm_before_poll(&self.timer, wait, self.options.rate.is_some());
+        match self.poll.poll(events, Some(wait)) {
+            Ok(()) => Ok(true),
+            Err(e) if interrupted(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stage 5: one event.
+    fn dispatch(&mut self, event: &Event, now: Instant, now_ns: u64) {
+        if event.token() == TIMER {
+            self.timer.clear();
+            return;
+        }
+        let i = event.token().0;
+        let Some(peer) = self.peers.get_mut(i) else {
+            return;
+        };
+        if !peer.open {
+            return;
+        }
+        if event.is_writable() {
+            peer.blocked = false;
+        }
+        if event.is_readable() || event.is_error() {
+            let checked = self.tally.checked;
+            if let Err(e) = peer.receive(&mut self.buf, &self.payloads, &mut self.tally, now_ns) {
+                peer.fail(&e, &mut self.tally);
+            }
+            if self.tally.checked > checked {
+                self.last_reply = Some(now);
+            }
+        }
+        self.touched.push(i);
+    }
+
+    /// Stage 6.
+    fn sweep_lost(&mut self, now: Instant, now_ns: u64) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        for (i, peer) in self.peers.iter_mut().enumerate() {
+            let before = peer.inflight.len();
+            peer.expire(now_ns, self.timeout_ns, &mut self.tally);
+            if peer.inflight.len() < before {
+                self.touched.push(i);
+            }
+        }
+    }
 }

@@ -326,23 +326,33 @@ pub enum Fault {
 /// A blocking TCP server on 127.0.0.1 port 0, one thread per connection, serving uppercase with `fault`.
 /// Its threads live until the test process ends; they only ever block on their own sockets.
 pub fn faulty_server(fault: Fault) -> SocketAddr {
+    faulty_server_of(socklab::service::Service::Upper, fault)
+}
+
+/// [`faulty_server`] serving `service` instead (greeting included): offsets count from the stream's start.
+pub fn faulty_server_of(service: socklab::service::Service, fault: Fault) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            thread::spawn(move || serve_faulty(stream, fault));
+            thread::spawn(move || serve_faulty(stream, service, fault));
         }
     });
     addr
 }
 
-fn serve_faulty(mut stream: TcpStream, fault: Fault) {
-    let mut session = socklab::service::Service::Upper.session();
+fn serve_faulty(mut stream: TcpStream, service: socklab::service::Service, fault: Fault) {
+    let mut session = service.session();
     let clock = socklab::service::Clock::new();
+    let mut greeting = Vec::new();
+    session.greeting(&mut greeting);
+    if stream.write_all(&greeting).is_err() {
+        return;
+    }
     let mut buf = [0u8; 4096];
     let mut reply = Vec::new();
-    let mut offset = 0usize;
+    let mut offset = greeting.len();
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) | Err(_) => return,

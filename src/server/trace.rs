@@ -12,7 +12,7 @@
 //!
 //! Tracing costs nothing when it is off: a loop asks [`Turn::begin`] once per turn whether its target is
 //! enabled at trace level (one atomic load when the log level is lower), and every line is behind
-//! [`trace_stage!`](crate::server::trace::trace_stage), which formats nothing and reads no clock unless it is on.
+//! `trace_stage!`, which formats nothing and reads no clock unless it is on.
 
 /// The log target the reactor's lines go to (connections included), so one `RUST_LOG` directive shows
 /// the whole loop.

@@ -33,11 +33,14 @@
 //! `SOCKLAB_PEERS_B_ARGS`, so the table is the change against the code without it, by the same procedure.
 //! Pointing it at `target/release/socklab-server` itself measures the noise: the reactor against itself.
 
+mod common;
+
+use common::{json_number, median, pinned, run_bounded, run_order, Process, Ratios};
 use socklab::procfs::{cpu_seconds, resident_kib};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[path = "../examples/tokio_peer.rs"]
@@ -169,12 +172,7 @@ fn main() -> io::Result<()> {
         seconds: env_num("SOCKLAB_PEERS_SECONDS").unwrap_or(if quick { 0.5 } else { 1.5 }),
         idle_runs: if quick { 1 } else { 3 },
         out_dir: std::env::var("SOCKLAB_PEERS_OUT").unwrap_or_else(|_| "target/peers".into()),
-        pin: std::env::var("SOCKLAB_PEERS_PIN").map_or(true, |v| v != "0")
-            && Command::new("taskset")
-                .arg("-V")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success()),
+        pin: std::env::var("SOCKLAB_PEERS_PIN").map_or(true, |v| v != "0") && common::can_pin(),
         peers: if std::env::var_os("SOCKLAB_PEERS_B").is_some() {
             vec![Peer::Reactor, Peer::B]
         } else {
@@ -265,37 +263,6 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-/// Which peer runs `k`-th in `round`. Rotations first (A B C, B C A, C A B), then the same reversed
-/// (C B A, A C B, B A C): with three peers, six rounds run every order once, so no peer always runs first
-/// or always right after the same other one.
-fn run_order(round: usize, k: usize, n: usize) -> usize {
-    let first = round % n;
-    let k = if (round / n) % 2 == 1 { n - 1 - k } else { k };
-    (first + k) % n
-}
-
-/// `value(peer) / value(reactor)` within each round: `runs[i][round]` ran in the same round for every peer.
-fn per_round(runs: &[Vec<Run>], i: usize, value: impl Fn(&Run) -> f64) -> Vec<f64> {
-    runs[i]
-        .iter()
-        .zip(&runs[0])
-        .map(|(peer, reactor)| value(peer) / value(reactor))
-        .collect()
-}
-
 /// `warm_up_bad`: bad replies in each peer's warm-up run, which count among its bad replies too.
 fn table(name: &str, peers: &[Peer], runs: &[Vec<Run>], warm_up_bad: &[u64]) -> String {
     let mut t = String::new();
@@ -309,32 +276,25 @@ fn table(name: &str, peers: &[Peer], runs: &[Vec<Run>], warm_up_bad: &[u64]) -> 
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for (i, (peer, peer_runs)) in peers.iter().zip(runs).enumerate() {
-        let rps = per_round(runs, i, |r| r.rps);
-        let (low, high) = rps
-            .iter()
-            .fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let rps = Ratios::of(runs, i, |r: &Run| r.rps);
         let (ahead, range) = if i == 0 {
             ("".to_string(), "".to_string())
         } else {
-            let ahead = rps.iter().filter(|&&x| x < 1.0).count();
-            (
-                format!("{ahead} of {}", rps.len()),
-                format!("{low:.2}–{high:.2}"),
-            )
+            (rps.first_ahead(true), rps.range())
         };
         let _ = writeln!(
             t,
             "| {} | {:.0} | {:.2}× | {} | {} | {:.0} | {:.0} | {:.2}× | {:.2} | {:.2}× | {} | {} |",
             peer.name(),
             median(peer_runs.iter().map(|r| r.rps).collect()),
-            median(rps),
+            rps.median(),
             range,
             ahead,
             median(peer_runs.iter().map(|r| r.p50).collect()),
             median(peer_runs.iter().map(|r| r.p99).collect()),
-            median(per_round(runs, i, |r| r.p99)),
+            Ratios::of(runs, i, |r: &Run| r.p99).median(),
             median(peer_runs.iter().map(|r| r.cpu_us).collect()),
-            median(per_round(runs, i, |r| r.cpu_us)),
+            Ratios::of(runs, i, |r: &Run| r.cpu_us).median(),
             peer_runs.len(),
             warm_up_bad[i] + peer_runs.iter().map(|r| r.bad).sum::<u64>(),
         );
@@ -346,7 +306,7 @@ fn table(name: &str, peers: &[Peer], runs: &[Vec<Run>], warm_up_bad: &[u64]) -> 
 /// A running peer, on a free loopback port, pinned to CPU 0 when `taskset` exists.
 struct Server {
     peer: Peer,
-    child: Child,
+    child: Process,
     addr: SocketAddr,
 }
 
@@ -393,11 +353,11 @@ impl Server {
         // Owned by a `Server` at once, so an early return below still kills it (on drop).
         let mut server = Server {
             peer,
-            child,
+            child: Process(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let mut line = String::new();
-        BufReader::new(server.child.stdout.take().expect("piped")).read_line(&mut line)?;
+        BufReader::new(server.child.0.stdout.take().expect("piped")).read_line(&mut line)?;
         server.addr = socklab::net::parse_listening_line(&line).ok_or_else(|| {
             io::Error::other(format!("{}: not a listening line: {line:?}", peer.name()))
         })?;
@@ -405,45 +365,12 @@ impl Server {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Asks every server to stop (SIGTERM), then waits for each, killing any still up after 3 s.
     fn stop_all(servers: &mut [Server]) {
-        for server in servers.iter() {
-            // SAFETY: kill(2) on a child we spawned and have not reaped.
-            unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for server in servers.iter_mut() {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            // Drop kills and reaps whatever is still running.
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `program`, run under `taskset -c CPU` if pinning.
-fn pinned(pin: bool, cpu: &str, program: &str) -> Command {
-    if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", cpu, program]);
-        c
-    } else {
-        Command::new(program)
+        Process::stop_all(servers.iter_mut().map(|s| &mut s.child));
     }
 }
 
@@ -468,7 +395,7 @@ fn stress(server: &Server, load: Load, settings: &Settings) -> io::Result<Run> {
         command.arg("--udp");
     }
     let cpu_before = cpu_seconds(server.pid());
-    let json = run_bounded(command, Duration::from_secs_f64(settings.seconds + 20.0))?;
+    let json = run_bounded(command, Duration::from_secs_f64(settings.seconds + 20.0))?.stdout;
     let cpu = cpu_seconds(server.pid()) - cpu_before;
     let num = |key: &str| json_number(&json, key).unwrap_or(f64::NAN);
     let checked = num("checked") as u64;
@@ -485,42 +412,6 @@ fn stress(server: &Server, load: Load, settings: &Settings) -> io::Result<Run> {
         checked,
         bad,
     })
-}
-
-/// Runs `command` to completion with stdout captured, killing it after `limit`.
-fn run_bounded(mut command: Command, limit: Duration) -> io::Result<String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            eprintln!("load generator overran {limit:?}: killed");
-            let _ = child.kill();
-            let _ = child.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(reader.join().unwrap_or_default())
-}
-
-/// The number after `"key":` in a flat JSON line (socklab-stress writes no nested key twice).
-fn json_number(json: &str, key: &str) -> Option<f64> {
-    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = &json[at..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
 }
 
 const IDLE: usize = 10_000;

@@ -280,13 +280,14 @@ fn not_sent(last: &str, next: &str, count: usize) -> io::Error {
 }
 
 /// What the interactive loop asks for: a sentence to uppercase (the tutorials' prompt), a name (`hello`),
-/// a path (`http`).
+/// a path (`http`); for any other service, a request. A service added later needs nothing here.
 pub fn prompt_for(service: Service) -> &'static str {
     match service {
         Service::Upper => PROMPT,
         Service::Echo => "Input a sentence: ",
         Service::Hello => "Input your name (exit to leave): ",
         Service::Http => "Path to GET: ",
+        _ => "Input a request: ",
     }
 }
 

@@ -5,7 +5,7 @@
 //! the chapter of `docs/` that explains it.
 //!
 //! - [`service`]: what a request becomes; pure bytes, no I/O, shared by everything. One file per service
-//!   ([`service::upper`], [`service::echo`], [`service::hello`], [`service::http`]), the interface they implement, and what
+//!   ([`service::upper`], [`service::echo`], [`service::hello`], [`service::http`], [`service::http_floor`]), the interface they implement, and what
 //!   they are built from ([`service::lines`], [`service::Clock`]). `docs/07-udp-and-tcp.md`,
 //!   `docs/10-adding-a-service.md`
 //! - [`server`]: how a server waits for its clients, four ways ([`server::reactor`], the default, and

@@ -5,7 +5,8 @@
 //! - the registry (this file): the `services!` list, the [`Service`] enum it makes, and [`Session`];
 //! - the interface every service implements, `protocol.rs` ([`Protocol`], [`StreamSession`], [`Growth`],
 //!   [`Step`], re-exported here);
-//! - one file per service: [`upper`], [`echo`], [`hello`], [`http`] (the tutorials' web server, TCP only);
+//! - one file per service: [`upper`], [`echo`], [`hello`], [`http`] (the tutorials' web server, TCP only),
+//!   and [`http_floor`] (for measuring only: the floor under `http`, parsing nothing);
 //! - what services are built from: [`lines`] (line framing) and `clock.rs` ([`Clock`], the time of the
 //!   current turn);
 //! - what holds a service to its word: `example.rs` ([`Example`] and [`Rng`], the fixtures each service
@@ -193,6 +194,7 @@ services! {
     Echo => echo::Echo,
     Hello => hello::Hello,
     Http => http::Http,
+    HttpFloor => http_floor::HttpFloor,
 }
 
 impl clap::ValueEnum for Service {

@@ -1,0 +1,187 @@
+//! What the end-to-end benches share (`benches/peers.rs`, `benches/http.rs`): the rule for comparing peers on a
+//! shared machine, and running processes pinned and bounded. Method: `docs/08-measuring.md`.
+//!
+//! The rule: every round starts fresh servers, runs the peers in an order that changes every round
+//! ([`run_order`]), and compares each peer with the first *within the round* ([`Ratios`]); a finding needs a
+//! lopsided count (15 or more rounds of 21), since between equals 14 of 21 happens one time in ten.
+#![allow(dead_code)] // Each bench uses its own subset.
+
+use std::io;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Which peer runs `k`-th in `round`. Rotations first (A B C, B C A, C A B), then the same reversed
+/// (C B A, A C B, B A C): with three peers, six rounds run every order once, so no peer always runs first
+/// or always right after the same other one.
+pub fn run_order(round: usize, k: usize, n: usize) -> usize {
+    let first = round % n;
+    let k = if (round / n) % 2 == 1 { n - 1 - k } else { k };
+    (first + k) % n
+}
+
+/// One peer's value over another's, round by round.
+#[derive(Clone, Debug)]
+pub struct Ratios(pub Vec<f64>);
+
+impl Ratios {
+    /// `value(peer) / value(first)` within each round: `runs[i][round]` ran in the same round for every peer.
+    pub fn of<R>(runs: &[Vec<R>], i: usize, value: impl Fn(&R) -> f64) -> Ratios {
+        Ratios(
+            runs[i]
+                .iter()
+                .zip(&runs[0])
+                .map(|(peer, first)| value(peer) / value(first))
+                .collect(),
+        )
+    }
+
+    pub fn median(&self) -> f64 {
+        median(self.0.clone())
+    }
+
+    /// `0.93–1.08`.
+    pub fn range(&self) -> String {
+        let (low, high) = self
+            .0
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        format!("{low:.2}–{high:.2}")
+    }
+
+    /// `12 of 21`: in how many rounds the first peer had more (when `more_is_better`) or less of it.
+    pub fn first_ahead(&self, more_is_better: bool) -> String {
+        let ahead = self
+            .0
+            .iter()
+            .filter(|&&x| if more_is_better { x < 1.0 } else { x > 1.0 })
+            .count();
+        format!("{ahead} of {}", self.0.len())
+    }
+}
+
+/// Whether `taskset` can pin processes to a CPU here.
+pub fn can_pin() -> bool {
+    Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `program`, run under `taskset -c CPU` if pinning.
+pub fn pinned(pin: bool, cpu: &str, program: &str) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu, program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A child process that is killed and reaped when dropped, so a bench that fails halfway leaves nothing
+/// running.
+pub struct Process(pub Child);
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Asks every process to stop (SIGTERM), then waits for each, killing any still up after 3 s.
+    pub fn stop_all<'a>(processes: impl IntoIterator<Item = &'a mut Process>) {
+        let mut processes: Vec<&mut Process> = processes.into_iter().collect();
+        for p in processes.iter() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for p in processes.iter_mut() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = p.0.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// What a finished child printed, and the CPU it used (user + system seconds, from `wait4`).
+pub struct Finished {
+    pub stdout: String,
+    pub cpu_seconds: f64,
+    pub wall: Duration,
+}
+
+/// Runs `command` to completion with stdout captured, killing it after `limit`; reaps it with `wait4` to
+/// learn its CPU time (a load generator's own CPU says whether it was the bottleneck).
+pub fn run_bounded(mut command: Command, limit: Duration) -> io::Result<Finished> {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let deadline = started + limit;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let mut status = 0;
+        // SAFETY: wait4 on our own child; `status` and `usage` are ours to write.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid || reaped < 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("{command:?} overran {limit:?}: killed");
+            let _ = child.kill();
+            // SAFETY: as above, blocking this time.
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Finished {
+        stdout: reader.join().unwrap_or_default(),
+        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        wall: started.elapsed(),
+    })
+}
+
+/// The number after `"key":` in a flat JSON line (socklab-stress writes no nested key twice).
+pub fn json_number(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}

@@ -282,3 +282,50 @@ fn ten_thousand_concurrent_connections() {
         "{log}"
     );
 }
+
+/// Memory per idle keep-alive connection, for `http` beside `upper`, measured as the test above measures it:
+/// 10,000 connections, each having had one request answered and then left open, the server's resident memory
+/// over what it was before they came, divided by 10,000. Run by `.ci/run` in release, like the test above.
+#[test]
+#[ignore = "2 x 10,000 connections: run in release by .ci/run"]
+fn an_idle_http_keep_alive_connection_costs_about_what_an_upper_one_does() {
+    let upper = idle_after_one_exchange("upper", b"ping\n");
+    let http = idle_after_one_exchange("http", b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    eprintln!("resident memory per idle connection after one exchange: upper {upper:.0} B, http {http:.0} B");
+    assert!(upper < 512.0, "upper: {upper:.0} bytes per idle connection");
+    assert!(
+        http < upper + 128.0,
+        "http: {http:.0} bytes per idle keep-alive connection, upper {upper:.0}"
+    );
+}
+
+/// Bytes of resident memory per connection once 10,000 clients have each sent `request`, read the whole
+/// reply and gone quiet with the connection open.
+fn idle_after_one_exchange(service: &str, request: &[u8]) -> f64 {
+    let server = spawn_binary(&["--service", service]);
+    let pid = server.pid();
+    let kind = *Service::ALL.iter().find(|s| s.name() == service).unwrap();
+    let expected = kind.reply_to_stream(request);
+    // Warm the reactor's shared buffers with one exchange, so they are not counted as the first client's.
+    let mut warm = connect(server.addr);
+    warm.write_all(request).unwrap();
+    read_n(&mut warm, expected.len());
+    let rss_before = resident_bytes(pid);
+    let n = 10_000;
+    let mut clients: Vec<TcpStream> = (0..n).map(|_| connect(server.addr)).collect();
+    for c in clients.iter_mut() {
+        c.write_all(request).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let reply = read_n(c, expected.len());
+        // An http reply carries the date: the service judges what may differ.
+        assert!(kind.same_reply(&expected, &reply), "{service} client {i}");
+    }
+    let per_conn = resident_bytes(pid).saturating_sub(rss_before) as f64 / n as f64;
+    drop(clients);
+    drop(warm);
+    server.signal(libc::SIGTERM);
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    per_conn
+}

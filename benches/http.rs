@@ -24,7 +24,8 @@
 //!
 //! Writes `http.md` and `runs.jsonl` to `$SOCKLAB_HTTP_OUT` (default `target/http`). `SOCKLAB_HTTP_RUNS`,
 //! `SOCKLAB_HTTP_SECONDS`, `SOCKLAB_HTTP_RATE` override rounds (7), seconds per run (2) and the open-loop
-//! rate (50,000 requests/s over 100 connections).
+//! rate (50,000 requests/s over 100 connections). A/B of a change: `SOCKLAB_HTTP_B=/path/to/other/socklab-server`
+//! (a copy of another build) runs only this build's `--service http` and that one, by the same procedure.
 
 mod common;
 
@@ -44,6 +45,8 @@ enum Peer {
     Nginx,
     Hyper,
     May,
+    /// Another build of `socklab-server` (`SOCKLAB_HTTP_B`), with `--service http`.
+    B,
 }
 
 impl Peer {
@@ -62,6 +65,7 @@ impl Peer {
             Peer::Nginx => "nginx, 1 worker",
             Peer::Hyper => "hyper, current_thread",
             Peer::May => "may_minihttp, 1 worker",
+            Peer::B => "B: SOCKLAB_HTTP_B",
         }
     }
 }
@@ -134,6 +138,7 @@ struct Settings {
     hyper: Option<PathBuf>,
     may: Option<PathBuf>,
     nginx: Option<String>,
+    b_program: Option<String>,
     script: PathBuf,
 }
 
@@ -153,15 +158,21 @@ fn main() -> io::Result<()> {
     if nginx.is_none() {
         eprintln!("nginx is not installed (apt-get install nginx-light): skipped");
     }
-    let peers: Vec<Peer> = Peer::ALL
-        .into_iter()
-        .filter(|p| match p {
-            Peer::Nginx => nginx.is_some(),
-            Peer::Hyper => hyper.is_some(),
-            Peer::May => may.is_some(),
-            _ => true,
-        })
-        .collect();
+    let b_program = std::env::var("SOCKLAB_HTTP_B").ok();
+    let peers: Vec<Peer> = if b_program.is_some() {
+        // An A/B of a change: this build against another, nothing else, by the same procedure.
+        vec![Peer::Socklab, Peer::B]
+    } else {
+        Peer::ALL
+            .into_iter()
+            .filter(|p| match p {
+                Peer::Nginx => nginx.is_some(),
+                Peer::Hyper => hyper.is_some(),
+                Peer::May => may.is_some(),
+                _ => true,
+            })
+            .collect()
+    };
     let settings = Settings {
         runs: env_num("SOCKLAB_HTTP_RUNS").map_or(if quick { 3 } else { 7 }, |r| r as usize),
         seconds: env_num("SOCKLAB_HTTP_SECONDS").unwrap_or(if quick { 1.0 } else { 2.0 }),
@@ -172,6 +183,7 @@ fn main() -> io::Result<()> {
         hyper,
         may,
         nginx,
+        b_program,
         script: PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/benches/http-pipeline.lua"
@@ -265,8 +277,8 @@ mod tempdir {
 
 impl Server {
     fn start(peer: Peer, settings: &Settings) -> io::Result<Server> {
-        let socklab = |service: &str| {
-            let mut c = pinned(settings.pin, "0", env!("CARGO_BIN_EXE_socklab-server"));
+        let socklab = |program: &str, service: &str| {
+            let mut c = pinned(settings.pin, "0", program);
             c.args([
                 "--port",
                 "0",
@@ -281,8 +293,15 @@ impl Server {
         let mut dir = None;
         let mut port = 0;
         let (mut command, prints_line) = match peer {
-            Peer::Socklab => (socklab("http"), true),
-            Peer::Floor => (socklab("http-floor"), true),
+            Peer::Socklab => (socklab(env!("CARGO_BIN_EXE_socklab-server"), "http"), true),
+            Peer::Floor => (
+                socklab(env!("CARGO_BIN_EXE_socklab-server"), "http-floor"),
+                true,
+            ),
+            Peer::B => (
+                socklab(settings.b_program.as_deref().expect("set"), "http"),
+                true,
+            ),
             Peer::Hyper => {
                 let path = settings
                     .hyper

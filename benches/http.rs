@@ -24,7 +24,8 @@
 //!
 //! Writes `http.md` and `runs.jsonl` to `$SOCKLAB_HTTP_OUT` (default `target/http`). `SOCKLAB_HTTP_RUNS`,
 //! `SOCKLAB_HTTP_SECONDS`, `SOCKLAB_HTTP_RATE` override rounds (7), seconds per run (2) and the open-loop
-//! rate (50,000 requests/s over 100 connections). A/B of a change: `SOCKLAB_HTTP_B=/path/to/other/socklab-server`
+//! rate (50,000 requests/s over 100 connections). `SOCKLAB_HTTP_LIGHT=1` drops wrk's per-response hook,
+//! which costs wrk more than the servers spend, and checks each response's status and length instead. A/B of a change: `SOCKLAB_HTTP_B=/path/to/other/socklab-server`
 //! (a copy of another build) runs only this build's `--service http` and that one, by the same procedure.
 
 mod common;
@@ -139,6 +140,8 @@ struct Settings {
     may: Option<PathBuf>,
     nginx: Option<String>,
     b_program: Option<String>,
+    /// `SOCKLAB_HTTP_LIGHT=1`: wrk without its per-response hook (see `benches/http-pipeline.lua`).
+    light: bool,
     script: PathBuf,
 }
 
@@ -184,6 +187,7 @@ fn main() -> io::Result<()> {
         may,
         nginx,
         b_program,
+        light: std::env::var("SOCKLAB_HTTP_LIGHT").is_ok_and(|v| v == "1"),
         script: PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/benches/http-pipeline.lua"
@@ -197,10 +201,16 @@ fn main() -> io::Result<()> {
     let _ = writeln!(
         md,
         "{} rounds of {} s per peer and load, order changing each round; medians over rounds. Servers pinned to \
-         CPU 0, wrk to CPU 1: {}.\n",
+         CPU 0, wrk to CPU 1: {}. Responses checked: {}.\n",
         settings.runs,
         settings.seconds,
-        if settings.pin { "yes" } else { "no (taskset missing)" }
+        if settings.pin { "yes" } else { "no (taskset missing)" },
+        if settings.light {
+            "status and length of every one (SOCKLAB_HTTP_LIGHT=1: wrk's parser and error count, bytes read \
+             against responses times the probed length)"
+        } else {
+            "every one whole, status and body, by wrk's response hook"
+        }
     );
     md.push_str(&framing_rules(&settings)?);
     for load in LOADS {
@@ -260,6 +270,8 @@ fn free_port() -> io::Result<u16> {
 struct Server {
     process: Process,
     addr: SocketAddr,
+    /// The length of this server's response to wrk's request, probed once it listens.
+    response_len: usize,
     /// nginx's configuration and pid file live here while it runs.
     _dir: Option<tempdir::Dir>,
 }
@@ -349,6 +361,7 @@ impl Server {
         let mut server = Server {
             process: Process(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            response_len: 0,
             _dir: dir,
         };
         if prints_line {
@@ -366,6 +379,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        server.response_len = response_len(server.addr)?;
         Ok(server)
     }
 
@@ -386,7 +400,43 @@ fn nginx_conf(port: u16, dir: &std::path::Path) -> String {
     )
 }
 
-/// One wrk run, pinned to CPU 1; every response checked by the script.
+/// The length of one whole response to the request wrk sends (`wrk.format()`: `GET /` with `Host`).
+fn response_len(addr: SocketAddr) -> io::Result<usize> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::other("closed before a whole response"));
+        }
+        got.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = response.parse(&got) {
+            let length = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+                .ok_or_else(|| io::Error::other("no Content-Length"))?;
+            if got.len() >= head + length {
+                return Ok(head + length);
+            }
+        }
+    }
+}
+
+/// One wrk run, pinned to CPU 1; every response checked by the script (in light mode, its status and
+/// length).
 fn wrk(server: &Server, load: Load, seconds: f64, settings: &Settings) -> io::Result<Run> {
     let mut command = pinned(settings.pin, "1", "wrk");
     command
@@ -396,6 +446,9 @@ fn wrk(server: &Server, load: Load, seconds: f64, settings: &Settings) -> io::Re
         .arg(&settings.script)
         .arg(format!("http://{}/", server.addr))
         .args(["--", &load.depth.to_string()]);
+    if settings.light {
+        command.env("SOCKLAB_HTTP_LIGHT", "1");
+    }
     let cpu_before = cpu_seconds(server.pid());
     let finished = run_bounded(command, Duration::from_secs_f64(seconds + 30.0))?;
     let cpu = cpu_seconds(server.pid()) - cpu_before;
@@ -403,12 +456,23 @@ fn wrk(server: &Server, load: Load, seconds: f64, settings: &Settings) -> io::Re
     let num = |key: &str| json_number(out, key).unwrap_or(f64::NAN);
     let checked = num("responses") as u64;
     let seconds_run = num("seconds").max(1e-9);
+    // Light mode: the bytes read must be every response counted, whole, plus at most the partial
+    // responses in flight when wrk stopped; one wrong length in every response would show here.
+    let mut wrong_length = 0;
+    if settings.light {
+        let bytes = num("bytes") as usize;
+        let least = checked as usize * server.response_len;
+        let most = least + load.connections * load.depth * server.response_len;
+        if !(least..=most).contains(&bytes) {
+            wrong_length = checked;
+        }
+    }
     Ok(Run {
         rps: checked as f64 / seconds_run,
         cpu_us: cpu * 1e6 / checked.max(1) as f64,
         wrk_core: finished.cpu_seconds / finished.wall.as_secs_f64().max(1e-9),
         checked,
-        bad: (num("bad") + num("errors")) as u64,
+        bad: (num("bad") + num("errors")) as u64 + wrong_length,
     })
 }
 

@@ -25,8 +25,9 @@
 //! Writes `http.md` and `runs.jsonl` to `$SOCKLAB_HTTP_OUT` (default `target/http`). `SOCKLAB_HTTP_RUNS`,
 //! `SOCKLAB_HTTP_SECONDS`, `SOCKLAB_HTTP_RATE` override rounds (7), seconds per run (2) and the open-loop
 //! rate (50,000 requests/s over 100 connections). `SOCKLAB_HTTP_LIGHT=1` drops wrk's per-response hook,
-//! which costs wrk more than the servers spend, and checks each response's status and length instead. A/B of a change: `SOCKLAB_HTTP_B=/path/to/other/socklab-server`
-//! (a copy of another build) runs only this build's `--service http` and that one, by the same procedure.
+//! which costs wrk more than the servers spend, and checks each response's status and length instead.
+//! A/B of a change: `SOCKLAB_HTTP_B=/path/to/other/socklab-server` (a copy of another build) runs only this
+//! build's `--service http` and that one, by the same procedure.
 
 mod common;
 
@@ -540,8 +541,9 @@ fn table(name: &str, peers: &[Peer], runs: &[Vec<Run>]) -> String {
     t
 }
 
-/// Open-loop latency at one rate, every peer, in rounds: `socklab-stress --expect http`, which times each
-/// request from when it was due.
+/// Open-loop latency at one rate, every peer, in rounds: `socklab-stress --expect http --learn-reply`, which
+/// times each request from when it was due and checks every response against the peer's own first one (the
+/// peers' headers differ from socklab's, so socklab's own response cannot be the reference).
 fn latency(settings: &Settings) -> io::Result<String> {
     let peers = &settings.peers;
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
@@ -560,6 +562,8 @@ fn latency(settings: &Settings) -> io::Result<String> {
                 &servers[i].addr.to_string(),
                 "--expect",
                 "http",
+                // Every peer's replies judged alike: each against its own first answer, but the Date.
+                "--learn-reply",
                 "-c",
                 "100",
                 "--rate",

@@ -589,3 +589,78 @@ fn impossible_settings_are_refused_before_starting() {
     assert_eq!(status.code(), Some(2));
     assert!(err.contains("--pipeline"), "{err}");
 }
+
+/// An HTTP server that is not socklab: other headers, a lowercase `date` that changes with every response,
+/// and, when `corrupt` says so, that response's body spoiled (counted over the whole server).
+fn another_http_server(corrupt: Option<usize>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let served = Arc::clone(&served);
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    pending.extend_from_slice(&buf[..n]);
+                    let mut out = Vec::new();
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let i = served.fetch_add(1, Ordering::Relaxed);
+                        let body = if corrupt == Some(i) {
+                            "Hello, Wrold"
+                        } else {
+                            "Hello, World"
+                        };
+                        write!(
+                            out,
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12\r\n\
+                             date: Mon, 07 Nov 1994 08:{:02}:{:02} GMT\r\nserver: other\r\n\r\n{body}",
+                            i / 60 % 60,
+                            i % 60
+                        )
+                        .unwrap();
+                    }
+                    if stream.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn learn_reply_checks_another_servers_responses_against_its_own_first_one() {
+    let options = |addr| LoadOptions {
+        expect: Service::Http,
+        learn_reply: true,
+        ..options(addr)
+    };
+    // Its headers are not socklab's, so without --learn-reply every reply is wrong; with it, all are right.
+    let report = run(&LoadOptions {
+        learn_reply: false,
+        ..options(another_http_server(None))
+    });
+    assert!(report.tally.wrong > 0, "{}", report.text());
+    let report = run(&options(another_http_server(None)));
+    assert_all_right(&report);
+    assert_eq!(report.tally.checked, 2_000);
+    // Learning does not mean accepting anything: a spoiled body later on is still a wrong reply.
+    let report = run(&options(another_http_server(Some(500))));
+    assert!(report.failed(), "{}", report.text());
+    assert_eq!(report.tally.wrong, 1, "{}", report.text());
+    // A service whose replies differ by request cannot be learned from one.
+    let refused = LoadOptions {
+        expect: Service::Upper,
+        learn_reply: true,
+        ..LoadOptions::default()
+    };
+    assert!(refused.validate().unwrap_err().contains("--learn-reply"));
+}

@@ -75,6 +75,13 @@ struct Args {
     #[arg(long, value_name = "K")]
     sources: Option<usize>,
 
+    /// Check replies against the server's own answer to one request made first (all that arrives until
+    /// 200 ms of quiet), not against socklab's service: for another server of a protocol that answers
+    /// every request alike (`--expect http`; nginx, say). Every reply must then be the same, by the
+    /// service's rule (for http, the same bytes but the Date).
+    #[arg(long)]
+    learn_reply: bool,
+
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     json: bool,
@@ -122,6 +129,7 @@ fn options(args: &Args) -> Result<LoadOptions, String> {
         expect: args.expect,
         timeout: args.timeout,
         sources: args.sources,
+        learn_reply: args.learn_reply,
     })
 }
 

@@ -74,6 +74,10 @@ pub struct LoadOptions {
     pub timeout: Duration,
     /// 127.0.0.x source addresses to spread connections over; `None` picks from the count.
     pub sources: Option<usize>,
+    /// Check replies against the server's own answer to one request made before the load, rather than
+    /// against what socklab's service says (`--learn-reply`): for another server of a protocol that answers
+    /// every request alike.
+    pub learn_reply: bool,
 }
 
 impl Default for LoadOptions {
@@ -90,6 +94,7 @@ impl Default for LoadOptions {
             expect: Service::Upper,
             timeout: Duration::from_secs(2),
             sources: None,
+            learn_reply: false,
         }
     }
 }
@@ -128,6 +133,13 @@ impl LoadOptions {
         }
         if self.timeout.is_zero() {
             return Err("--timeout must be more than 0".into());
+        }
+        if self.learn_reply && (self.udp || !payload::answers_alike(self.expect, self.size)) {
+            return Err(format!(
+                "--learn-reply needs a TCP service that answers every request alike (http); {} over {} does not",
+                self.expect,
+                if self.udp { "UDP" } else { "TCP" }
+            ));
         }
         if !self.udp {
             // A request the service answers by closing (too long a header for `http`) would end every

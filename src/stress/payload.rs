@@ -93,6 +93,14 @@ impl Payloads {
         }
     }
 
+    /// Makes `reply` (another server's answer to one request) what every request must get, judged whole
+    /// by the service's rule when its last byte has come (for http: the same bytes but the `Date`). Only
+    /// for a service that [`answers_alike`].
+    pub fn learn(&mut self, reply: Vec<u8>) {
+        self.replies = vec![reply; VARIANTS];
+        self.steady = Some(vec![0; VARIANTS]);
+    }
+
     pub fn request(&self, variant: usize) -> &[u8] {
         &self.requests[variant % VARIANTS]
     }
@@ -150,6 +158,13 @@ fn reply_at(service: Service, request: &[u8], unix_seconds: u64) -> Vec<u8> {
         session.finish(&clock, &mut out);
     }
     out
+}
+
+/// Whether `service` gives every load request the same reply (but for what may vary), and no greeting: then
+/// another server's answer to one of them can stand for all (`--learn-reply`).
+pub fn answers_alike(service: Service, size: usize) -> bool {
+    let p = Payloads::new(size, service, false);
+    p.greeting.is_empty() && (0..VARIANTS).all(|v| service.same_reply(p.reply(0), p.reply(v)))
 }
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {

@@ -32,7 +32,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::mismatch::{self, Mismatch};
-use super::payload::{Payloads, VARIANTS};
+use super::payload::{self, Payloads, VARIANTS};
 use super::timer::{arm_before_poll, Timer, TIMER};
 use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
 use crate::net::{interrupted, would_block};
@@ -320,6 +320,59 @@ impl Conn {
 }
 
 /// Starts a non-blocking connect, from `source` if given.
+/// How long a reply being learned may pause before it counts as whole (`--learn-reply`): on loopback a
+/// response a server writes at once arrives in far less.
+const LEARN_QUIET: Duration = Duration::from_millis(200);
+
+/// The server's answer to `request` on a connection of its own: what arrives until `LEARN_QUIET` passes
+/// with nothing more, or the connection closes, within `--timeout`. The bytes are the server's to choose;
+/// what the load then checks is that every reply is the same.
+fn learn_reply(options: &LoadOptions, request: &[u8]) -> io::Result<Vec<u8>> {
+    let mut stream = std::net::TcpStream::connect_timeout(&options.addr, options.timeout)?;
+    stream.write_all(request)?;
+    let deadline = Instant::now() + options.timeout;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if reply.is_empty() {
+            left
+        } else {
+            left.min(LEARN_QUIET)
+        };
+        if wait.is_zero() {
+            break;
+        }
+        stream.set_read_timeout(Some(wait))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if reply.len() + n > payload::MAX_SIZE => {
+                return Err(io::Error::other(
+                    "--learn-reply: the server's answer is over 64 KiB",
+                ))
+            }
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if reply.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "--learn-reply: the server answered nothing to the first request",
+        ));
+    }
+    Ok(reply)
+}
+
 fn open(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
@@ -429,10 +482,14 @@ impl<'a> Load<'a> {
         let timer = Timer::new(poll.registry())?;
         let total = options.connections + options.idle;
         let origin = Instant::now();
+        let mut payloads = Payloads::new(options.size, options.expect, false);
+        if options.learn_reply {
+            payloads.learn(learn_reply(options, payloads.request(0))?);
+        }
         Ok(Load {
             options,
             sources,
-            payloads: Payloads::new(options.size, options.expect, false),
+            payloads,
             tally: Tally::new(),
             poll,
             timer,

@@ -24,8 +24,8 @@ pub struct Clock {
     base: Cell<(Instant, Duration)>,
     /// Never re-read the wall clock (a test's fixed time).
     fixed: bool,
-    /// The Unix second last formatted, and its text.
-    date: Cell<(u64, [u8; HTTP_DATE_LEN])>,
+    /// The turn the date was last asked for in, the Unix second last formatted, and its text.
+    date: Cell<(Option<Instant>, u64, [u8; HTTP_DATE_LEN])>,
 }
 
 impl Clock {
@@ -36,7 +36,7 @@ impl Clock {
             now: Cell::new(now),
             base: Cell::new((now, unix_now())),
             fixed: false,
-            date: Cell::new((u64::MAX, [0; HTTP_DATE_LEN])),
+            date: Cell::new((None, u64::MAX, [0; HTTP_DATE_LEN])),
         }
     }
 
@@ -48,7 +48,7 @@ impl Clock {
             now: Cell::new(now),
             base: Cell::new((now, Duration::from_secs(unix_seconds))),
             fixed: true,
-            date: Cell::new((u64::MAX, [0; HTTP_DATE_LEN])),
+            date: Cell::new((None, u64::MAX, [0; HTTP_DATE_LEN])),
         }
     }
 
@@ -84,13 +84,19 @@ impl Clock {
     /// The current turn's time as an HTTP date (RFC 9110 §5.6.7, IMF-fixdate), formatted at most once per
     /// second.
     pub fn http_date(&self) -> [u8; HTTP_DATE_LEN] {
-        let second = self.unix_seconds();
-        let (cached, text) = self.date.get();
-        if cached == second {
+        let now = self.now.get();
+        let (turn, cached, text) = self.date.get();
+        if turn == Some(now) {
+            // The same turn: the same second, with no clock arithmetic per response.
             return text;
         }
-        let text = imf_fixdate(second);
-        self.date.set((second, text));
+        let second = self.unix_seconds();
+        let text = if cached == second {
+            text
+        } else {
+            imf_fixdate(second)
+        };
+        self.date.set((Some(now), second, text));
         text
     }
 }

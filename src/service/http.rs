@@ -40,6 +40,7 @@
 //! `Connection: close`; nothing after the bad request is read. Each response is written when its request,
 //! body included, is complete, so every request in one read is answered in order, in one write.
 
+use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 use httparse::{Status as Parsed, EMPTY_HEADER};
@@ -699,9 +700,11 @@ fn decimal(out: &mut Vec<u8>, mut n: usize) {
 /// Parses a request line and header section. `Complete(Err((status, head)))` is a whole but bad request,
 /// with whether it was a `HEAD` (its error gets no body).
 fn parse_head(bytes: &[u8]) -> Unit<Result<Facts, (Status, bool)>> {
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let parsed = request.parse(bytes);
+    // Left uninitialised: httparse writes only the fields it finds, so clearing all 64 (2 KiB) for every
+    // request would be work a short request does not need.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = request.parse_with_uninit_headers(bytes, &mut headers);
     // A bad request closes the connection, so what it used does not matter; whether it was a `HEAD` does.
     let head = request.method == Some("HEAD");
     let bad = |status| Unit::Complete(Err((status, head)), bytes.len());
@@ -744,7 +747,8 @@ fn chunk_line_is_clean(line: &[u8]) -> bool {
 
 /// Refuses bytes RFC 3986 does not allow in a request target but `httparse` lets through (0x80–0xFF).
 fn check_target(target: &str) -> Result<(), Status> {
-    if target.bytes().any(|b| b >= 0x80) {
+    // `is_ascii` looks at a word at a time: the same test as any byte >= 0x80, for less per request.
+    if !target.is_ascii() {
         return Err(Status::BadRequest);
     }
     Ok(())

@@ -223,23 +223,14 @@ fn main() -> io::Result<()> {
         let table = table(&name, &settings.peers, &runs);
         eprintln!("{table}");
         md.push_str(&table);
-        std::fs::write(format!("{}/http.md", settings.out_dir), &md)?;
-        std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
+        common::save(&settings.out_dir, "http", &md, &jsonl)?;
     }
     if filter.is_empty() || filter.iter().any(|f| "latency".contains(f.as_str())) {
         let table = latency(&settings)?;
         eprintln!("{table}");
         md.push_str(&table);
     }
-    std::fs::write(format!("{}/http.md", settings.out_dir), &md)?;
-    std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
-    println!("{md}");
-    eprintln!(
-        "wrote {0}/http.md and {0}/runs.jsonl in {1:.0} s",
-        settings.out_dir,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    common::finish(&settings.out_dir, "http", &md, &jsonl, started)
 }
 
 /// Builds `peers/http` (hyper and may_minihttp) in release; a peer that does not build is skipped.

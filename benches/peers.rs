@@ -244,23 +244,14 @@ fn main() -> io::Result<()> {
         let table = table(&name, peers, &runs, &warm_up_bad);
         eprintln!("{table}");
         md.push_str(&table);
-        std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
-        std::fs::write(format!("{}/peers.md", settings.out_dir), &md)?;
+        common::save(&settings.out_dir, "peers", &md, &jsonl)?;
     }
     if filter.is_empty() || filter.iter().any(|f| "idle".contains(f.as_str())) {
         let table = idle_memory(&settings)?;
         eprintln!("{table}");
         md.push_str(&table);
     }
-    std::fs::write(format!("{}/runs.jsonl", settings.out_dir), &jsonl)?;
-    std::fs::write(format!("{}/peers.md", settings.out_dir), &md)?;
-    println!("{md}");
-    eprintln!(
-        "wrote {0}/peers.md and {0}/runs.jsonl in {1:.0} s",
-        settings.out_dir,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    common::finish(&settings.out_dir, "peers", &md, &jsonl, started)
 }
 
 /// `warm_up_bad`: bad replies in each peer's warm-up run, which count among its bad replies too.

@@ -1,5 +1,6 @@
 //! What the end-to-end benches share (`benches/peers.rs`, `benches/http.rs`): the rule for comparing peers on a
-//! shared machine, and running processes pinned and bounded. Method: `docs/08-measuring.md`.
+//! shared machine, running processes pinned and bounded, and writing the results. Method:
+//! `docs/08-measuring.md`.
 //!
 //! The rule: every round starts fresh servers, runs the peers in an order that changes every round
 //! ([`run_order`]), and compares each peer with the first *within the round* ([`Ratios`]); a finding needs a
@@ -184,4 +185,22 @@ pub fn json_number(json: &str, key: &str) -> Option<f64> {
     let rest = &json[at..];
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     rest[..end].trim().parse().ok()
+}
+
+/// Writes what a bench found to `dir`: `NAME.md` (the tables so far) and `runs.jsonl` (every run). Called
+/// after each load, so that a long run cut short still leaves its tables.
+pub fn save(dir: &str, name: &str, md: &str, jsonl: &str) -> io::Result<()> {
+    std::fs::write(format!("{dir}/{name}.md"), md)?;
+    std::fs::write(format!("{dir}/runs.jsonl"), jsonl)
+}
+
+/// Saves, prints the tables, and says where they went and how long it all took.
+pub fn finish(dir: &str, name: &str, md: &str, jsonl: &str, started: Instant) -> io::Result<()> {
+    save(dir, name, md, jsonl)?;
+    println!("{md}");
+    eprintln!(
+        "wrote {dir}/{name}.md and {dir}/runs.jsonl in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

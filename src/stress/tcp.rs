@@ -319,7 +319,6 @@ impl Conn {
     }
 }
 
-/// Starts a non-blocking connect, from `source` if given.
 /// How long a reply being learned may pause before it counts as whole (`--learn-reply`): on loopback a
 /// response a server writes at once arrives in far less.
 const LEARN_QUIET: Duration = Duration::from_millis(200);
@@ -352,15 +351,9 @@ fn learn_reply(options: &LoadOptions, request: &[u8]) -> io::Result<Vec<u8>> {
                 ))
             }
             Ok(n) => reply.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                break
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A read timeout says WouldBlock on Linux (TimedOut elsewhere): the reply has paused, so it is whole.
+            Err(e) if would_block(&e) || e.kind() == io::ErrorKind::TimedOut => break,
+            Err(e) if interrupted(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -373,6 +366,7 @@ fn learn_reply(options: &LoadOptions, request: &[u8]) -> io::Result<Vec<u8>> {
     Ok(reply)
 }
 
+/// Starts a non-blocking connect, from `source` if given.
 fn open(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;

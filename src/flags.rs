@@ -1,5 +1,6 @@
 //! Parsing the flags every binary shares that the argument parser cannot check alone: durations given in
-//! seconds. No value a person can type may panic a binary, so every duration is bounded here, once:
+//! seconds, and sizes in bytes. No value a person can type may panic a binary or grow its memory without
+//! bound, so every duration and size is bounded, and sizes may be written `64K`, `4M` or `1G`. Durations:
 //!
 //! - `0` is allowed where the flag says so, and then means "off" (`--idle-timeout 0`: never) or "do not
 //!   wait" (`--shutdown-timeout 0`);
@@ -33,6 +34,52 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 /// A duration in seconds that must not be 0: from [`MIN_SECONDS`] to [`MAX_SECONDS`].
 pub fn positive_seconds(text: &str) -> Result<Duration, String> {
     bounded(text, number(text)?, false)
+}
+
+/// A size in bytes: a whole number, or one with a `K`, `M` or `G` suffix (powers of 1024: `64K` is
+/// 65,536). For clap's `value_parser`; each flag's range is checked with [`check_bytes`].
+pub fn bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let (digits, unit) = match trimmed.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&trimmed[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&trimmed[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&trimmed[..i], 1 << 30),
+        _ => (trimmed, 1),
+    };
+    let not_bytes = || {
+        format!("`{text}` is not a size in bytes: give a whole number, or one ending in K, M or G")
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_bytes());
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(not_bytes)
+}
+
+/// Whether the size `value` given to `flag` lies in `min..=max`, with a message naming the range if not.
+pub fn check_bytes(flag: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{flag} {value} is out of range: give {} to {}",
+            size(min),
+            size(max)
+        ))
+    }
+}
+
+/// `65536 (64K)`: a size as a person reads it, and as this module parses it back.
+fn size(n: u64) -> String {
+    for (unit, shift) in [("G", 30), ("M", 20), ("K", 10)] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{n} ({}{unit})", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 /// A timeout flag where 0 means "off".
@@ -111,5 +158,30 @@ mod tests {
         assert!(check("--idle-timeout", Duration::MAX).is_err());
         assert!(check("--idle-timeout", Duration::from_nanos(1)).is_err());
         assert!(check("--idle-timeout", Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_reject_the_rest() {
+        assert_eq!(bytes("65536"), Ok(65536));
+        assert_eq!(bytes("64K"), Ok(65536));
+        assert_eq!(bytes("4m"), Ok(4 << 20));
+        assert_eq!(bytes(" 1G "), Ok(1 << 30));
+        for bad in [
+            "",
+            "K",
+            "1e15",
+            "-1",
+            "1.5M",
+            "64KB",
+            "18446744073709551616",
+            "17179869184G",
+        ] {
+            assert!(bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_bytes("--high-water", 65536, 65536, 1 << 28), Ok(()));
+        assert_eq!(
+            check_bytes("--high-water", 1 << 50, 65536, 1 << 28),
+            Err("--high-water 1125899906842624 is out of range: give 65536 (64K) to 268435456 (256M)".into())
+        );
     }
 }

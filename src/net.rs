@@ -1,5 +1,5 @@
 //! Small socket helpers the servers and the tools share: the `listening on …` line scripts read, the
-//! open-file limit, and the error tests the loops use in match guards (`would_block(&e)`, as mio's own
+//! open-file limit (as the OS layer, `src/sys/`, reads it), and the error tests the loops use in match guards (`would_block(&e)`, as mio's own
 //! examples write them). Binding is the server's: `src/server/sockets.rs`.
 //!
 //! Walk-through: `docs/07-udp-and-tcp.md` (one port for both protocols) and `docs/09-running.md` (the
@@ -28,39 +28,23 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// The soft limit on open files (`ulimit -n`): each connection is one.
+/// The soft limit on open files (`ulimit -n`; on Windows the handle ceiling): each connection is one.
 pub fn open_file_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
-    }
-    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    soft(crate::sys::open_files())
 }
 
 /// Raises the soft open-file limit to the hard limit, as servers expecting many connections do at start.
 /// Returns the limit now in force.
 pub fn raise_open_file_limit() -> io::Result<usize> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(open_file_limit())
+    crate::sys::raise_open_files().map(soft)
+}
+
+/// A soft limit as a count: unlimited, or more than this machine can count, is `usize::MAX`.
+fn soft(limit: crate::sys::Limit) -> usize {
+    limit
+        .soft
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(usize::MAX)
 }
 
 /// The socket has nothing more for us now; readiness will tell us when it has.
@@ -72,6 +56,36 @@ pub fn would_block(e: &io::Error) -> bool {
 pub fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
 }
+
+/// `accept` failed for one connection only, whose peer reset or closed it before the server accepted it:
+/// nothing to serve, and no reason to pause accepting. Linux says `ECONNABORTED`; Windows `WSAECONNRESET`;
+/// Wine `WSAENOTCONN` (it cannot read the address of a peer that is gone). Anything else (out of
+/// descriptors, out of memory) is an outage.
+pub fn peer_left_before_accept(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::NotConnected
+    )
+}
+
+/// A connected UDP socket's receive (or send) failed because an earlier datagram met "port unreachable":
+/// nothing listens for datagrams there. Linux and the BSDs report it as `ECONNREFUSED`; Windows as
+/// `WSAECONNRESET` (Wine, like Linux, as refused).
+pub fn port_unreachable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The short-read rule, for every reader that waits on mio readiness: whether a read that returned less than
+/// it asked for emptied the socket's receive queue, so the read that would only say `WouldBlock` can be
+/// skipped and the next byte to arrive raises a new event. True wherever readiness is epoll or kqueue, which
+/// raise a new edge for every arrival; mio's Windows backend makes no such promise, so there a reader reads
+/// on until `WouldBlock`. The reactor (`server/reactor/registered.rs`) and the stress tool both use this.
+pub const SHORT_READ_DRAINS: bool = !cfg!(windows);
 
 /// A blocking socket's read timeout ran out: `WouldBlock` on Unix, `TimedOut` elsewhere.
 pub fn timed_out(e: &io::Error) -> bool {

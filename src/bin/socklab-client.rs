@@ -14,6 +14,7 @@ use log::error;
 use socklab::client::{self, Client, ClientOptions};
 use socklab::encoding::Encoding;
 use socklab::flags;
+use socklab::logging::Verbosity;
 use socklab::net::DEFAULT_PORT;
 use socklab::service::Service;
 
@@ -26,7 +27,7 @@ use socklab::service::Service;
 /// come, when the replies are out of step with the requests (a greeting it did not expect), or when the
 /// server closed the connection with input left to send.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version)]
 struct Args {
     /// Use UDP: each message is one datagram; the reply is shown with the address it came from.
     #[arg(long)]
@@ -58,13 +59,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Encoding::Utf8, value_name = "ENCODING")]
     encoding: Encoding,
 
-    /// More logging: -v debug, -vv trace.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-
-    /// Less logging: -q errors only.
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    quiet: u8,
+    #[command(flatten)]
+    verbosity: Verbosity,
 
     /// Sentences to send (`--expect http`: paths); without any, lines are read from stdin.
     message: Vec<String>,
@@ -72,7 +68,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    socklab::logging::init(args.verbose, args.quiet);
+    socklab::logging::init_tool("socklab-client", args.verbosity);
     let addrs: Vec<_> = match (args.host.as_str(), args.port).to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(e) => {
@@ -88,6 +84,12 @@ fn main() -> ExitCode {
         expect: args.expect,
         encoding: args.encoding,
     };
+    // Flags that contradict each other are a usage error, exit status 2, as in socklab-stress: the same
+    // mistake gets the same status from both tools, and 2 says "nothing was tried", 1 "it was, and failed".
+    if let Err(e) = options.validate() {
+        error!("{e}");
+        return ExitCode::from(2);
+    }
     let result = Client::open(&options).and_then(|mut c| {
         let mut out = io::stdout().lock();
         if !args.message.is_empty() {

@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,20 +13,52 @@ use clap::Parser;
 use log::error;
 
 use socklab::flags;
+use socklab::logging::Verbosity;
+use socklab::net::DEFAULT_PORT;
 use socklab::service::Service;
+use socklab::stress::http::HttpTarget;
 use socklab::stress::progress::Progress;
+use socklab::stress::target::resolve_addr;
 use socklab::stress::{self, latency, LoadOptions, Report, Stop};
 
 /// Drives many connections at a socklab server (or any server of the same protocol) from one event loop,
 /// checks every reply byte for byte, and reports throughput and latency percentiles.
 ///
 /// Closed loop by default (--pipeline requests in flight per connection); --rate makes it open loop, with
-/// latency measured from each request's intended send time. Exits 1 if any reply was wrong or any
-/// connection failed, 2 if the run could not start.
+/// latency measured from each request's intended send time. Given an http:// URL instead of --addr, it loads
+/// any HTTP/1.1 server, checking every response's framing and its status against the server's first answer.
+/// Exits 1 if any reply was wrong or any connection failed, 2 if the run could not start.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version)]
 struct Args {
-    /// The server, HOST:PORT.
+    /// An http:// URL to load instead of a socklab service (http://HOST:PORT/PATH, port 80 if none; with -X,
+    /// -H, --body, --close-each): every response is checked by HTTP's framing and for the status of the server's first
+    /// answer (byte for byte but the Date if the server is socklab's http service).
+    #[arg(value_name = "URL", conflicts_with_all = ["addr", "udp", "expect", "size", "learn_reply"])]
+    url: Option<String>,
+
+    /// With a URL: the request method (default GET).
+    #[arg(short = 'X', long, value_name = "METHOD", requires = "url")]
+    method: Option<String>,
+
+    /// With a URL: a header field to send, 'Name: value' (again for more).
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME: VALUE",
+        requires = "url"
+    )]
+    headers: Vec<String>,
+
+    /// With a URL: the request body, sent with its Content-Length.
+    #[arg(long, value_name = "TEXT", requires = "url")]
+    body: Option<String>,
+
+    /// With a URL: a new connection for every request (Connection: close), like ab without -k.
+    #[arg(long, requires = "url")]
+    close_each: bool,
+
+    /// The server, HOST:PORT (HOST alone: port 12000).
     #[arg(long, default_value = "127.0.0.1:12000")]
     addr: String,
 
@@ -96,22 +127,30 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     latency_hgrm: Option<PathBuf>,
 
-    /// More logging: -v debug, -vv trace.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-
-    /// Less logging: -q warnings and errors only.
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    quiet: u8,
+    #[command(flatten)]
+    verbosity: Verbosity,
 }
 
 fn options(args: &Args) -> Result<LoadOptions, String> {
-    let addr: SocketAddr = args
-        .addr
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve --addr {}: {e}", args.addr))?
-        .next()
-        .ok_or_else(|| format!("--addr {} resolves to no address", args.addr))?;
+    let http = match &args.url {
+        Some(url) => {
+            let mut target = HttpTarget::parse(url)?;
+            if let Some(method) = &args.method {
+                target.method = method.clone();
+            }
+            for field in &args.headers {
+                target.add_header(field)?;
+            }
+            target.body = args.body.clone().unwrap_or_default().into_bytes();
+            target.close_each = args.close_each;
+            Some(target)
+        }
+        None => None,
+    };
+    let addr = match &http {
+        Some(target) => target.resolve()?,
+        None => resolve_addr(&args.addr, DEFAULT_PORT).map_err(|e| format!("--addr: {e}"))?,
+    };
     let stop = match (args.requests, args.duration) {
         (Some(n), _) => Stop::Requests(n),
         (None, Some(duration)) => Stop::Duration(duration),
@@ -126,16 +165,20 @@ fn options(args: &Args) -> Result<LoadOptions, String> {
         stop,
         rate: args.rate,
         idle: args.idle,
-        expect: args.expect,
+        expect: match http {
+            Some(_) => socklab::stress::http::socklab_service().unwrap_or(args.expect),
+            None => args.expect,
+        },
         timeout: args.timeout,
         sources: args.sources,
         learn_reply: args.learn_reply,
+        http,
     })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    socklab::logging::init(args.verbose, args.quiet);
+    socklab::logging::init_tool("socklab-stress", args.verbosity);
     let options = match options(&args).and_then(|o| o.validate().map(|()| o)) {
         Ok(options) => options,
         Err(e) => {

@@ -8,13 +8,15 @@
 //! stages:
 //!
 //! ```text
-//!  A signals and shutdown flags ─► B try_accept ─► C try_datagrams ─► D Conn::try_once for each
+//!  A signals and shutdown flags ─► B try_accept ─► C try_datagrams ─► D Polled::try_once for each
 //!  ─► E drop finished connections ─► F shutdown over? ─► G nothing happened: yield ─► A
 //! ```
 //!
-//! What a read means and how a connection ends is the same code the reactor uses (`conversation.rs`);
-//! only the waiting differs. Signals arrive as [`signal_hook::flag`] booleans checked every pass: no signal
-//! thread, and no self-pipe, since the loop never sleeps long enough to need waking.
+//! What a read means, every timeout and how a connection ends are the same core the reactor uses
+//! (`connection/`); only the waiting differs: each pass asks every connection's core whether a deadline
+//! is due, where the reactor keeps a timer heap. Signals arrive as booleans checked every pass (set by
+//! `signal_hook::flag` on Unix, by the console's handler on Windows): no self-pipe, since the loop never
+//! sleeps long enough to need waking.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -28,15 +30,17 @@ use socket2::SockRef;
 
 use super::capacity;
 use super::config::Config;
-use super::conversation::{Conversation, Discarded, Phase};
+use super::connection::{Account, Connection, Context, Phase, Room};
 use super::datagrams::Batch;
-use super::limits::{ACCEPT_BUDGET, DATAGRAM_BUDGET, READ_BUFFER};
-use super::shutdown::{signal_name, Shutdown, Verdict, SIGNALS};
+use super::limits::{ACCEPT_BUDGET, READ_BUFFER};
+#[cfg(unix)]
+use super::shutdown::{signal_name, SIGNALS};
+use super::shutdown::{Shutdown, Verdict};
 use super::sockets::{self, prepare_accepted, refuse, AcceptOutage};
-use super::stats::{plural, Stats, Summary};
+use super::stats::{plural, Summary};
 use super::trace::{self, trace_stage, Turn};
-use crate::net::{interrupted, would_block};
-use crate::service::Clock;
+use super::transfer::{fin_if_due, flush, held_before, note_held};
+use crate::net::{interrupted, peer_left_before_accept, would_block};
 
 /// Asks a running busy-poll server, from any thread, to shut down as SIGTERM would.
 #[derive(Clone)]
@@ -56,8 +60,7 @@ pub struct BusyPoll {
     listener: Option<TcpListener>,
     /// `None` once shutdown has begun, and for a TCP-only service.
     udp: Option<UdpSocket>,
-    conns: Vec<Conn>,
-    stats: Stats,
+    conns: Vec<Polled>,
     requested: Arc<AtomicBool>,
     /// Set by the signal handlers, one flag per signal, looked at (and cleared) every pass.
     signals: Vec<(&'static str, Arc<AtomicBool>)>,
@@ -65,9 +68,10 @@ pub struct BusyPoll {
     connection_cap: usize,
     /// An accept outage under way, logged when it begins and ends (not on every pass).
     outage: AcceptOutage,
-    clock: Clock,
+    /// What every connection call is handed: the pass's clock, the rules, the reply buffer, the counters,
+    /// the account of unsent replies.
+    cx: Context,
     input: Box<[u8]>,
-    output: Vec<u8>,
     datagrams: Batch,
     /// This pass's number and whether it is traced (`server/trace.rs`).
     turn: Turn,
@@ -89,15 +93,17 @@ impl BusyPoll {
             listener: Some(bound.tcp),
             udp: bound.udp,
             conns: Vec::new(),
-            stats: Stats::default(),
             requested: Arc::new(AtomicBool::new(false)),
             signals: Vec::new(),
             shutdown: Shutdown::new(config.shutdown_timeout),
             connection_cap: capacity::connection_cap(&config, capacity::SOCKET),
             outage: AcceptOutage::default(),
-            clock: Clock::new(),
+            cx: Context::new(
+                &config,
+                Arc::new(Account::new(config.max_unsent)),
+                READ_BUFFER,
+            ),
             input: vec![0; READ_BUFFER].into_boxed_slice(),
-            output: Vec::with_capacity(READ_BUFFER),
             datagrams: Batch::default(),
             turn: Turn::new(trace::BUSY_POLL),
             window: (Instant::now(), 0, 0),
@@ -115,8 +121,10 @@ impl BusyPoll {
         ShutdownHandle(Arc::clone(&self.requested))
     }
 
-    /// Handles SIGINT and SIGTERM: the first starts a graceful shutdown, the second ends the run at once. The
-    /// handlers only set a flag; the loop, which never sleeps, sees it on its next pass.
+    /// Handles SIGINT and SIGTERM (on Windows, Ctrl-C, Ctrl-Break and closing the console): the first
+    /// starts a graceful shutdown, the second ends the run at once. The handlers only set a flag; the loop,
+    /// which never sleeps, sees it on its next pass.
+    #[cfg(unix)]
     pub fn catch_signals(&mut self) -> io::Result<()> {
         for signal in SIGNALS {
             let flag = Arc::new(AtomicBool::new(false));
@@ -124,6 +132,21 @@ impl BusyPoll {
             self.signals.push((signal_name(signal), flag));
         }
         Ok(())
+    }
+
+    /// See the Unix version above: one flag per kind of console stop.
+    #[cfg(windows)]
+    pub fn catch_signals(&mut self) -> io::Result<()> {
+        self.signals = (0..=6)
+            .filter_map(crate::sys::console_stop_name)
+            .map(|name| (name, Arc::new(AtomicBool::new(false))))
+            .collect();
+        let flags = self.signals.clone();
+        crate::sys::catch_console_stops(Box::new(move |name| {
+            if let Some((_, flag)) = flags.iter().find(|(n, _)| *n == name) {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }))
     }
 
     /// Runs the loop until a shutdown has delivered what every connection is owed or passed its deadline.
@@ -141,7 +164,7 @@ impl BusyPoll {
         );
         loop {
             self.turn.begin();
-            let now = self.clock.tick();
+            let now = self.cx.clock.tick();
             // A. Signals and shutdown requests: flags, looked at every pass.
             if self.requested.swap(false, Ordering::SeqCst)
                 && self.shutdown.request(now) == Verdict::Begin
@@ -162,28 +185,20 @@ impl BusyPoll {
             // B-D. Try everything once. Most tries return WouldBlock: that is the cost of not being told.
             let mut progress = self.try_accept();
             progress |= self.try_datagrams();
-            let mut pass = Pass {
-                turn: self.turn,
-                config: &self.config,
-                clock: &self.clock,
-                input: &mut self.input,
-                output: &mut self.output,
-                stats: &mut self.stats,
-                deadline: self.shutdown.deadline(),
-            };
+            let read_budget = self.config.read_budget;
             for conn in &mut self.conns {
-                progress |= conn.try_once(&mut pass);
+                progress |= conn.try_once(&mut self.cx, &mut self.input, read_budget, self.turn);
             }
 
             // E. Drop finished connections (their sockets close here).
             let before = self.conns.len();
-            self.conns.retain(|conn| conn.done.is_none());
-            self.stats.closed += (before - self.conns.len()) as u64;
+            self.conns.retain(|conn| !conn.done);
+            self.cx.stats.closed += (before - self.conns.len()) as u64;
 
             // F. Shutdown: done when every connection has finished, or when the deadline passes.
             if self
                 .shutdown
-                .over(Instant::now(), self.conns.len(), &mut self.stats)
+                .over(Instant::now(), self.conns.len(), &mut self.cx.stats)
             {
                 return Ok(self.stop(false));
             }
@@ -226,44 +241,38 @@ impl BusyPoll {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     progress = true;
-                    self.outage.accepted();
                     if let Err(e) = stream.set_nonblocking(true) {
                         warn!("{peer}: cannot make the connection non-blocking, dropped: {e}");
                         continue;
                     }
                     if self.conns.len() >= self.connection_cap {
-                        self.stats.refused += 1;
-                        refuse(SockRef::from(&stream), peer);
+                        self.cx.stats.refused += 1;
+                        refuse(SockRef::from(&stream), peer, self.cx.refusal());
                         continue;
                     }
                     prepare_accepted(&stream, peer, &self.config);
-                    self.stats.accepted += 1;
-                    debug!("{peer}: connected as #{}", self.stats.accepted);
-                    trace_stage!(
-                        self.turn,
-                        "B",
-                        "accept conn #{} ({peer})",
-                        self.stats.accepted
-                    );
-                    let mut conn = Conn {
-                        id: self.stats.accepted,
+                    self.cx.stats.accepted += 1;
+                    let id = self.cx.stats.accepted;
+                    debug!("{peer}: connected as conn {id}");
+                    trace_stage!(self.turn, "B", "accept conn {id} ({peer})");
+                    let mut conn = Polled {
+                        id,
+                        conn: Connection::new(&mut self.cx),
                         stream,
                         peer,
-                        conversation: Conversation::new(self.config.session()),
-                        done: None,
+                        done: false,
                     };
-                    if let Err(e) =
-                        conn.conversation
-                            .greet(&mut conn.stream, &mut self.output, &mut self.stats)
-                    {
-                        conn.finish(&format!("write failed: {e}"));
-                    }
+                    // The greeting, if the service has one, goes out now.
+                    conn.write(&mut self.cx, self.turn);
                     self.conns.push(conn);
                 }
-                Err(ref e) if would_block(e) => break,
+                Err(ref e) if would_block(e) => {
+                    self.outage.caught_up();
+                    break;
+                }
                 Err(ref e) if interrupted(e) => {}
                 // The peer gave up between its connect and our accept: nothing to serve.
-                Err(ref e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(ref e) if peer_left_before_accept(e) => self.cx.stats.gone_before_accept += 1,
                 Err(e) => {
                     // Out of descriptors (EMFILE) or memory: the connection stays queued; try next pass.
                     self.outage.failed(&e);
@@ -279,15 +288,10 @@ impl BusyPoll {
         let Some(udp) = &self.udp else {
             return false;
         };
-        let before = self.stats.datagrams_in;
-        self.datagrams.answer_until_drained(
-            udp,
-            &self.config,
-            &mut self.stats,
-            DATAGRAM_BUDGET,
-            &self.turn,
-        );
-        self.stats.datagrams_in > before
+        let before = self.cx.stats.datagrams_in;
+        self.datagrams
+            .answer_until_drained(udp, &mut self.cx, &self.turn, "C");
+        self.cx.stats.datagrams_in > before
     }
 
     /// Stop accepting and taking datagrams; stop reading every connection: each delivers what it owes for
@@ -295,158 +299,117 @@ impl BusyPoll {
     fn begin_shutdown(&mut self, why: &str) {
         self.listener = None;
         self.udp = None;
-        info!(
-            "{why}: shutting down; delivering what {} owed (at most {:?})",
-            plural(self.conns.len(), "connection is", "connections are"),
-            self.shutdown.timeout()
-        );
-        let deadline = self.shutdown.deadline();
+        self.shutdown.announce(why, self.conns.len());
+        self.cx.deadline = self.shutdown.deadline();
         for conn in &mut self.conns {
-            if let Err(e) =
-                conn.conversation
-                    .stop_reading(&mut conn.stream, &mut self.output, &mut self.stats)
-            {
-                conn.finish(&format!("write failed: {e}"));
-            }
-            if let Some(deadline) = deadline {
-                conn.conversation.linger_no_later_than(deadline);
-            }
+            conn.conn.stop_reading(&mut self.cx);
+            conn.write(&mut self.cx, self.turn);
         }
     }
 
-    fn stop(self, forced: bool) -> Summary {
-        info!("stopped: {}", self.stats);
+    fn stop(mut self, forced: bool) -> Summary {
+        self.cx.stats.peak_unsent = self.cx.account.peak();
+        info!("stopped: {}", self.cx.stats);
         Summary {
-            stats: self.stats,
+            stats: self.cx.stats,
             forced,
         }
     }
 }
 
-/// What one pass lends each connection.
-struct Pass<'a> {
-    turn: Turn,
-    config: &'a Config,
-    clock: &'a Clock,
-    input: &'a mut [u8],
-    output: &'a mut Vec<u8>,
-    stats: &'a mut Stats,
-    deadline: Option<Instant>,
-}
-
-/// One TCP connection: the reactor's conversation, minus everything readiness needs (tokens, interest,
-/// edge flags). Busy-poll keeps no timers but the linger's and the shutdown's.
-struct Conn {
+/// One TCP connection: the connection core every mode feeds, with none of what readiness needs (tokens, interest, edge
+/// flags, a timer heap). Not told when its socket has room or bytes, it tries both on every pass, and asks
+/// its core on every pass whether a deadline is due.
+struct Polled {
     /// Its number, in the order accepted, as the trace names it.
     id: u64,
+    conn: Connection,
     stream: TcpStream,
     peer: SocketAddr,
-    conversation: Conversation,
-    /// Why it finished, once it has; it is dropped at the end of the pass.
-    done: Option<String>,
+    /// Finished; it is dropped at the end of the pass.
+    done: bool,
 }
 
-impl Conn {
-    /// One try: flush what is pending, then one read (if there is room for its reply) and its reply, or
-    /// while lingering one discarding read. True if any byte moved.
-    fn try_once(&mut self, pass: &mut Pass<'_>) -> bool {
-        if self.done.is_some() {
+impl Polled {
+    /// One try: a deadline that is due, what is pending, then one read (if there is room for its reply)
+    /// and its reply. True if any byte moved or the connection finished.
+    fn try_once(&mut self, cx: &mut Context, input: &mut [u8], budget: usize, turn: Turn) -> bool {
+        if self.done {
             return false;
         }
-        match self.step(pass) {
-            Ok(progress) => progress,
+        // Every deadline the reactor keeps in a heap, looked at every pass.
+        let now = cx.clock.now();
+        if self.conn.poll_at().is_some_and(|at| now >= at) {
+            self.conn.on_timeout(cx);
+        }
+        let mut progress = self.write(cx, turn);
+        if self.done {
+            return true;
+        }
+        let limit = match self.conn.room(cx) {
+            Room::Read(n) => n.min(input.len()).min(budget),
+            Room::Full | Room::Starved | Room::Closed => return progress,
+        };
+        let lingering = self.conn.phase() == Phase::Lingering;
+        match self.stream.read(&mut input[..limit]) {
+            Ok(0) => {
+                // The client half-closed: the service answers what it holds, then the close.
+                self.conn.peer_closed(cx);
+                progress = true;
+            }
+            Ok(n) => {
+                let sent = cx.stats.bytes_out;
+                let held = held_before(&self.conn);
+                self.conn.received(cx, &input[..n]);
+                note_held(self.peer, &self.conn, cx, held);
+                let reply = self.conn.pending(cx).len();
+                self.write(cx, turn);
+                if !lingering {
+                    trace_stage!(
+                        turn,
+                        "D",
+                        "conn {} ({}): read {n} B → {reply} B reply, {} B written now",
+                        self.id,
+                        self.peer,
+                        cx.stats.bytes_out - sent
+                    );
+                }
+                progress = true;
+            }
+            Err(ref e) if would_block(e) || interrupted(e) => {}
             Err(e) => {
-                self.finish(&e.to_string());
-                true
+                self.finish(cx, &format!("read failed: {e}"), turn);
+                return true;
             }
         }
+        self.write(cx, turn) || progress
     }
 
-    fn step(&mut self, pass: &mut Pass<'_>) -> io::Result<bool> {
-        let conversation = &mut self.conversation;
-        // Not told when the socket has room again, so try every pass.
-        conversation.outbox_mut().unblock();
-        // Older replies first: the stream stays in order.
-        let mut progress = conversation.flush(&mut self.stream, pass.stats)? > 0;
-        // A session's own deadline (an HTTP request whose headers never finish): looked at every pass.
-        let now = pass.clock.now();
-        if conversation.phase() == Phase::Open
-            && conversation.session().deadline().is_some_and(|d| now >= d)
-        {
-            conversation.expire(&mut self.stream, pass.clock, pass.output, pass.stats)?;
-            progress = true;
-        }
-        match conversation.phase() {
-            Phase::Open => {
-                let limit = conversation
-                    .read_limit(pass.config)
-                    .min(pass.input.len())
-                    .min(pass.config.read_budget);
-                if limit > 0 {
-                    match self.stream.read(&mut pass.input[..limit]) {
-                        Ok(0) => {
-                            // The client half-closed: the service answers what it holds, then the close.
-                            conversation.peer_closed(
-                                &mut self.stream,
-                                pass.clock,
-                                pass.output,
-                                pass.stats,
-                            )?;
-                            progress = true;
-                        }
-                        Ok(n) => {
-                            let sent = pass.stats.bytes_out;
-                            conversation.received(
-                                &mut self.stream,
-                                pass.clock,
-                                &pass.input[..n],
-                                pass.output,
-                                pass.stats,
-                            )?;
-                            trace_stage!(
-                                pass.turn,
-                                "D",
-                                "conn #{} ({}): read {n} B → {} B reply, {} B written now",
-                                self.id,
-                                self.peer,
-                                pass.output.len(),
-                                pass.stats.bytes_out - sent
-                            );
-                            progress = true;
-                        }
-                        Err(ref e) if would_block(e) || interrupted(e) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+    /// Writes what is pending (the socket is tried again every pass: nobody says when it has room), sends
+    /// FIN when everything owed is out, and notes the end. True if any byte moved or it finished.
+    fn write(&mut self, cx: &mut Context, turn: Turn) -> bool {
+        let written = match flush(&mut self.stream, &mut self.conn, cx, false) {
+            Ok(flushed) => flushed.written > 0,
+            Err(e) => {
+                self.finish(cx, &format!("write failed: {e}"), turn);
+                return true;
             }
-            Phase::Lingering => {
-                if conversation.linger_expired(pass.clock.now()) {
-                    self.finish("closed: the peer did not close its side in time");
-                    return Ok(true);
-                }
-                let budget = pass.config.read_budget;
-                if conversation.discard(&mut self.stream, pass.input, budget)
-                    == Discarded::PeerClosed
-                {
-                    progress = true;
-                }
+        };
+        fin_if_due(&self.stream, &mut self.conn, cx);
+        if let Phase::Done(end) = self.conn.phase() {
+            if end.is_timeout() {
+                cx.stats.timed_out += 1;
             }
-            Phase::Flushing | Phase::Done => {}
+            self.finish(cx, end.describe(), turn);
+            return true;
         }
-        if self
-            .conversation
-            .settle(&self.stream, pass.clock.now(), pass.deadline)
-            == Phase::Done
-        {
-            self.finish("finished");
-            progress = true;
-        }
-        Ok(progress)
+        written
     }
 
-    fn finish(&mut self, why: &str) {
+    fn finish(&mut self, cx: &mut Context, why: &str, turn: Turn) {
         debug!("{}: closed ({why})", self.peer);
-        log::trace!(target: trace::BUSY_POLL, "E conn #{} ({}) closed ({why})", self.id, self.peer);
-        self.done = Some(why.to_string());
+        trace_stage!(turn, "E", "conn {} ({}) closed ({why})", self.id, self.peer);
+        self.conn.release(cx);
+        self.done = true;
     }
 }

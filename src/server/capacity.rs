@@ -6,7 +6,8 @@
 //! one client at a time by design, so it has no cap: the others wait in the listen backlog.
 //!
 //! `--max-connections` above what the limits allow is lowered to what they allow, with one line saying so,
-//! as Redis does with `maxclients`. Walk-through: `docs/09-running.md`.
+//! as Redis does with `maxclients`. The limits are read through the OS layer (`src/sys/`). Walk-through:
+//! `docs/09-running.md`.
 
 use log::warn;
 
@@ -59,11 +60,11 @@ pub fn connection_cap(config: &Config, cost: Cost) -> usize {
 #[derive(Clone, Copy, Debug)]
 struct Limits {
     open_files: usize,
-    /// Processes and threads of this user (`RLIMIT_NPROC`), if limited.
+    /// Processes and threads of this user (`RLIMIT_NPROC`), if limited (never, on Windows).
     tasks: Option<usize>,
-    /// The system's thread limit (`/proc/sys/kernel/threads-max`), if known.
+    /// The system's thread limit (Linux: `/proc/sys/kernel/threads-max`), if known.
     system_threads: Option<usize>,
-    /// Address space (`RLIMIT_AS`), if limited.
+    /// Address space (`RLIMIT_AS`), if limited (never, on Windows).
     address_space: Option<usize>,
 }
 
@@ -71,11 +72,9 @@ impl Limits {
     fn of_this_process() -> Limits {
         Limits {
             open_files: crate::net::open_file_limit(),
-            tasks: rlimit(libc::RLIMIT_NPROC),
-            system_threads: std::fs::read_to_string("/proc/sys/kernel/threads-max")
-                .ok()
-                .and_then(|text| text.trim().parse().ok()),
-            address_space: rlimit(libc::RLIMIT_AS),
+            tasks: crate::sys::task_limit().map(saturating_usize),
+            system_threads: crate::sys::system_thread_limit().map(saturating_usize),
+            address_space: crate::sys::address_space_limit().map(saturating_usize),
         }
     }
 }
@@ -116,25 +115,9 @@ fn allowed(cost: Cost, limits: &Limits) -> (usize, String) {
     (best.0.max(1), best.1)
 }
 
-/// The type of `getrlimit`'s first argument, which differs between C libraries.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-type Resource = libc::c_int;
-
-/// A resource limit's soft value, `None` if unlimited.
-fn rlimit(resource: Resource) -> Option<usize> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    if unsafe { libc::getrlimit(resource, &mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
-        return None;
-    }
-    Some(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
+/// A limit as a count; one this machine cannot count is as good as none.
+fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The numbers every server mode shares, each with the reason for its value, and the connection cap each
-//! mode can afford. One place, so the modes cannot drift apart (they once carried five copies of the
-//! datagram size). Walk-through: `docs/09-running.md`.
+//! The numbers every server mode shares, each with the reason for its value. One place, so the modes cannot
+//! drift apart (they once carried five copies of the datagram size). The connection cap each mode can afford
+//! is computed in `capacity.rs`. Walk-through: `docs/09-running.md`.
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +14,21 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// ([`crate::service::Service::check`]).
 pub const MIN_READ: usize = 4096;
 
-/// Connections accepted in one turn (or pass) before the others get theirs.
-pub const ACCEPT_BUDGET: usize = 256;
+/// Connections accepted in one turn (or pass) before the others get theirs. A count is a bound in time
+/// here: each accept costs a few system calls and a greeting whose length the service bounds.
+pub const ACCEPT_BUDGET: usize = 64;
 
 /// Datagrams answered in one turn (or pass) before the others get theirs.
 pub const DATAGRAM_BUDGET: usize = 256;
+
+/// Bytes of datagrams and their replies handled in one turn (or pass), whatever their number: 256 of the
+/// largest datagrams would be 32 MiB, tens of milliseconds during which no TCP client is served.
+pub const DATAGRAM_BYTES: usize = 256 * 1024;
+
+/// Bytes read from all connections together in one turn of the reactor (and again for the connections it
+/// revisits): thousands of connections filling their buffers at once cannot stretch a turn past about a
+/// millisecond of copying and answering. Each ready connection's share of it is at least [`MIN_READ`].
+pub const TURN_READ_BUDGET: usize = 1024 * 1024;
 
 /// A buffer that holds any datagram whole: 65,507 bytes over IPv4, 65,527 over IPv6.
 pub const DATAGRAM_BUFFER: usize = 64 * 1024;
@@ -41,9 +51,6 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 /// How long accepting pauses when the process is out of descriptors, unless a connection closes sooner.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// What a client over `--max-connections` is told before it is closed.
-pub const TOO_MANY: &[u8] = b"ERR too many connections\n";
 
 /// Descriptors kept back from the connection cap for the listener, the UDP socket, the poll, logging, and
 /// the accept that refuses a client over the limit.

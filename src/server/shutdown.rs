@@ -1,23 +1,27 @@
-//! The shutdown rule every mode follows, written once. A shutdown request (SIGINT, SIGTERM, or a
-//! [`ShutdownHandle`](super::ShutdownHandle)) begins it: the server stops accepting and reading, delivers
-//! what it owes, and gives up at a deadline (`--shutdown-timeout`). A second signal ends the run at once.
-//! How each mode learns of a signal differs (a self-pipe in the reactor's poll, a flag busy-poll looks at,
-//! a signal thread for the blocking modes); what it then does is decided here.
+//! The shutdown rule every mode follows, written once. A shutdown request (SIGINT or SIGTERM on Unix;
+//! Ctrl-C, Ctrl-Break or closing the console on Windows; or a [`ShutdownHandle`](super::ShutdownHandle))
+//! begins it: the server stops accepting and reading, delivers what it owes, and gives up at a deadline
+//! (`--shutdown-timeout`). A second signal ends the run at once. How each mode learns of a signal differs
+//! (a self-pipe in the reactor's poll, a flag busy-poll looks at, a signal thread for the blocking modes;
+//! on Windows the console's own handler thread, `crate::sys`); what it then does is decided here.
 //!
 //! Walk-through: `docs/04-reactor.md`, stage 10.
 
 use std::time::{Duration, Instant};
 
-use log::warn;
+use log::{info, warn};
+#[cfg(unix)]
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::limits::deadline_after;
 use super::stats::{plural, Stats};
 
 /// The signals a server handles: the first starts a graceful shutdown, the second ends the run.
+#[cfg(unix)]
 pub const SIGNALS: [i32; 2] = [SIGINT, SIGTERM];
 
 /// How a signal is named in the log.
+#[cfg(unix)]
 pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",
@@ -76,11 +80,6 @@ impl Shutdown {
         Verdict::Begin
     }
 
-    /// Whether a shutdown has begun.
-    pub fn begun(&self) -> bool {
-        self.deadline.is_some()
-    }
-
     /// When the shutdown gives up on what is still owed.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
@@ -89,6 +88,19 @@ impl Shutdown {
     /// How long a shutdown waits.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The one line every mode logs when a shutdown begins, for `open` connections.
+    pub fn announce(&self, why: &str, open: usize) {
+        let owed = plural(open, "connection is", "connections are");
+        if self.timeout.is_zero() {
+            info!("{why}: shutting down; not waiting for what {owed} owed (--shutdown-timeout 0)");
+        } else {
+            info!(
+                "{why}: shutting down; delivering what {owed} owed (at most {})",
+                crate::server::trace::duration(self.timeout)
+            );
+        }
     }
 
     /// Whether a shutdown under way is over: every connection has finished (`open` is 0), or the deadline
@@ -121,7 +133,7 @@ mod tests {
     fn a_second_signal_ends_the_run_and_a_second_request_does_not() {
         let now = Instant::now();
         let mut shutdown = Shutdown::new(Duration::from_secs(3));
-        assert!(!shutdown.begun());
+        assert_eq!(shutdown.deadline(), None);
         assert_eq!(shutdown.request(now), Verdict::Begin);
         assert_eq!(shutdown.request(now), Verdict::Already);
         assert_eq!(shutdown.signal("SIGTERM", now), Verdict::Already);

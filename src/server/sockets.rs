@@ -11,7 +11,6 @@ use log::debug;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::config::Config;
-use super::limits::TOO_MANY;
 
 /// The listen backlog: enough that a burst of a thousand connects is queued, not dropped and retried.
 const BACKLOG: i32 = 1024;
@@ -64,7 +63,8 @@ pub fn bind(config: &Config) -> io::Result<Bound> {
                     local_addr: picked,
                 })
             }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            // Taken for UDP: `AddrInUse`, or on Windows `WSAEACCES` (`sys::is_address_in_use`).
+            Err(e) if crate::sys::is_address_in_use(&e) => last = Some(e),
             Err(e) => return Err(explain(e, "udp", picked)),
         }
     }
@@ -73,8 +73,9 @@ pub fn bind(config: &Config) -> io::Result<Bound> {
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // A restarted server must not wait for the old connections' TIME_WAIT to expire.
-    socket.set_reuse_address(true)?;
+    // A restarted server must not wait for the old connections' TIME_WAIT to expire, and a second server
+    // must not take a port in use: `SO_REUSEADDR` on Unix, `SO_EXCLUSIVEADDRUSE` on Windows.
+    crate::sys::set_listener_reuse(&socket)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
@@ -86,15 +87,31 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Turns a bare OS error into one that names what failed and suggests the likely cause.
+/// Turns a bare OS error into one that names what failed and suggests the likely cause. A port in use is
+/// `AddrInUse` on every OS, though Windows answers `WSAEACCES` (permission denied) for one held with
+/// `SO_EXCLUSIVEADDRUSE` or in a range it reserved.
 fn explain(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
-    let hint = match e.kind() {
-        io::ErrorKind::AddrInUse => " (is another server already using this port? try --port 0)",
-        io::ErrorKind::AddrNotAvailable => " (is that address one of this machine's?)",
-        io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
-        _ => "",
+    let (kind, hint) = if crate::sys::is_address_in_use(&e) {
+        (
+            io::ErrorKind::AddrInUse,
+            if cfg!(windows) {
+                " (is another server already using this port, or is it in a range Windows reserves? `netsh \
+                 interface ipv4 show excludedportrange protocol=tcp` lists those; try --port 0)"
+            } else {
+                " (is another server already using this port? try --port 0)"
+            },
+        )
+    } else {
+        let hint = match e.kind() {
+            io::ErrorKind::AddrNotAvailable => " (is that address one of this machine's?)",
+            io::ErrorKind::PermissionDenied if crate::sys::LOW_PORTS_NEED_PRIVILEGE => {
+                " (ports below 1024 need privileges)"
+            }
+            _ => "",
+        };
+        (e.kind(), hint)
     };
-    io::Error::new(e.kind(), format!("cannot bind {proto} {addr}: {e}{hint}"))
+    io::Error::new(kind, format!("cannot bind {proto} {addr}: {e}{hint}"))
 }
 
 /// An `accept` that keeps failing (out of descriptors: `EMFILE`, `ENFILE`; or kernel memory) is one outage,
@@ -120,8 +137,15 @@ impl AcceptOutage {
         }
     }
 
-    /// An accept succeeded (or the server stops): an outage under way is over.
-    pub fn accepted(&mut self) {
+    /// An outage has begun and not ended yet.
+    pub fn under_way(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// The backlog is empty (an accept said `WouldBlock`), or a blocking accept succeeded: an outage under
+    /// way is over. Not at the first success of a non-blocking loop: descriptors freed one at a time let one
+    /// client in and the next accept fail again, and that is still the same outage.
+    pub fn caught_up(&mut self) {
         if let Some((since, failures)) = self.since.take() {
             log::warn!(
                 "accepting again after {:.1} s without descriptors ({} failed meanwhile)",
@@ -132,33 +156,11 @@ impl AcceptOutage {
     }
 }
 
-/// How many connections wait in `listener`'s backlog, accepted by the kernel but not yet by the server
-/// (Linux reports it in `TCP_INFO`'s `tcpi_unacked` for a listening socket); `None` where it cannot say.
-/// For the blocking mode's trace: who waits while it serves one client.
+/// How many connections wait in `listener`'s backlog, accepted by the kernel but not yet by the server;
+/// `None` where the OS cannot say (only Linux can: `crate::sys::backlog`). For the blocking mode's trace: who
+/// waits while it serves one client.
 pub fn backlog(listener: &TcpListener) -> Option<u32> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: an all-zero tcp_info is valid; getsockopt writes at most `len` bytes into it.
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: the descriptor is the listener's own; `info` and `len` are ours and sized for each other.
-        let rc = unsafe {
-            libc::getsockopt(
-                listener.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0).then_some(info.tcpi_unacked)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = listener;
-        None
-    }
+    crate::sys::backlog(listener)
 }
 
 /// What every accepted connection gets, in every mode:
@@ -183,13 +185,14 @@ pub fn prepare_accepted<'a>(stream: impl Into<SockRef<'a>>, peer: SocketAddr, co
     }
 }
 
-/// Turns away a client over the connection cap: one line saying why, FIN, and whatever it already sent is
-/// read, so the close sends no reset that could destroy the line. The socket is new, so its send buffer is
-/// empty and takes the line whole; `stream` must be non-blocking, so nothing here can wait.
-pub fn refuse(socket: SockRef<'_>, peer: SocketAddr) {
+/// Turns away a client over the connection cap: `words` saying why (the service's own: a line, or an HTTP
+/// `503`), FIN, and whatever it already sent is read, so the close sends no reset that could destroy the
+/// words. The socket is new, so its send buffer is empty and takes them whole; `stream` must be
+/// non-blocking, so nothing here can wait.
+pub fn refuse(socket: SockRef<'_>, peer: SocketAddr, words: &[u8]) {
     debug!("{peer}: refused: too many connections");
     let mut stream: &Socket = &socket;
-    let _ = stream.write(TOO_MANY);
+    let _ = stream.write(words);
     let _ = socket.shutdown(std::net::Shutdown::Write);
     let mut sink = [0u8; 4096];
     let _ = stream.read(&mut sink);
@@ -226,6 +229,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")] // Only Linux counts a listener's backlog (`TCP_INFO`).
     fn the_backlog_counts_connections_not_yet_accepted() {
         let bound = bind(&config(0)).unwrap();
         assert_eq!(backlog(&bound.tcp), Some(0));
@@ -233,6 +237,38 @@ mod tests {
             .map(|_| std::net::TcpStream::connect(bound.local_addr).unwrap())
             .collect();
         assert_eq!(backlog(&bound.tcp), Some(3));
+    }
+
+    #[test]
+    fn a_refused_bind_is_explained_as_this_os_means_it() {
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        #[cfg(unix)]
+        {
+            let e = explain(io::ErrorKind::PermissionDenied.into(), "tcp", addr);
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+            assert!(
+                e.to_string().contains("ports below 1024 need privileges"),
+                "{e}"
+            );
+        }
+        #[cfg(windows)]
+        {
+            // WSAEACCES (10013): what a port held with SO_EXCLUSIVEADDRUSE answers there.
+            let e = explain(io::Error::from_raw_os_error(10013), "tcp", addr);
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+            assert!(e.to_string().contains("--port 0"), "{e}");
+            assert!(!e.to_string().contains("below 1024"), "{e}");
+        }
+    }
+
+    /// Wine refuses a second bind whatever the options, so only the option itself can be checked here.
+    #[test]
+    #[cfg(windows)]
+    fn a_windows_listener_is_exclusive_not_reusable() {
+        let bound = bind(&config(0)).unwrap();
+        let socket = SockRef::from(&bound.tcp);
+        assert!(crate::sys::exclusive_address_use(&socket).unwrap());
+        assert!(!socket.reuse_address().unwrap());
     }
 
     #[test]

@@ -37,12 +37,20 @@ pub struct Stats {
     pub udp_errors: u64,
     /// The most reply bytes any one connection held unsent at once: stays within the high-water mark.
     pub peak_pending: usize,
-    /// Clients over `--max-connections` (reactor and threads modes), told `ERR too many connections` and closed.
+    /// The most reply bytes all connections together held unsent at once: stays within `--max-unsent`,
+    /// give or take what the kernel refused of replies already counted.
+    pub peak_unsent: usize,
+    /// Clients over the connection cap (`--max-connections`, or what the limits allow: reactor, threads and
+    /// busy-poll; blocking mode has none), told so in the service's words and closed.
     pub refused: u64,
-    /// Connections closed by the idle, minimum-rate or write timeouts.
+    /// Connections closed by a timeout: idle, minimum rate, write, or a linger the peer did not end.
     pub timed_out: u64,
     /// Times `accept` failed for lack of descriptors and accepting paused.
     pub accept_pauses: u64,
+    /// Connections whose peer reset or closed them before the server accepted them, so that `accept` failed
+    /// for them (Windows, Wine; Linux hands such a connection over, and its first read fails instead):
+    /// never served, never counted in `accepted`.
+    pub gone_before_accept: u64,
     /// The reactor: the most entries its timer heap held at the end of a turn. Bounded by the peak of live
     /// connections, whatever the churn (`reactor/timers.rs`).
     pub peak_timers: usize,
@@ -68,11 +76,13 @@ impl Stats {
         self.datagrams_dropped += other.datagrams_dropped;
         self.udp_errors += other.udp_errors;
         self.peak_pending = self.peak_pending.max(other.peak_pending);
+        self.peak_unsent = self.peak_unsent.max(other.peak_unsent);
         self.peak_timers = self.peak_timers.max(other.peak_timers);
         self.dropped_at_shutdown += other.dropped_at_shutdown;
         self.refused += other.refused;
         self.timed_out += other.timed_out;
         self.accept_pauses += other.accept_pauses;
+        self.gone_before_accept += other.gone_before_accept;
     }
 }
 
@@ -81,7 +91,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections {} accepted {} closed, tcp {} bytes in {} out, udp {} datagrams in {} out {} dropped, \
-             peak pending {} bytes",
+             peak pending {} bytes (all connections {})",
             self.accepted,
             self.closed,
             self.bytes_in,
@@ -89,7 +99,8 @@ impl fmt::Display for Stats {
             self.datagrams_in,
             self.datagrams_out,
             self.datagrams_dropped,
-            self.peak_pending
+            self.peak_pending,
+            self.peak_unsent
         )?;
         if self.refused > 0 {
             write!(f, ", {} refused over the connection limit", self.refused)?;
@@ -102,6 +113,13 @@ impl fmt::Display for Stats {
                 f,
                 ", accept paused {} for lack of descriptors",
                 plural(self.accept_pauses, "time", "times")
+            )?;
+        }
+        if self.gone_before_accept > 0 {
+            write!(
+                f,
+                ", {} gone before accept",
+                plural(self.gone_before_accept, "connection", "connections")
             )?;
         }
         if self.dropped_at_shutdown > 0 {

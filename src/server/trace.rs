@@ -2,13 +2,15 @@
 //! line for each stage that did something in a turn, numbered as `docs/04-reactor.md` numbers them:
 //!
 //! ```text
-//! turn 7 · 1 poll: waited 812 ms, woke for conn 4 readable
-//! turn 7 · 5 conn 4 (127.0.0.1:51234): read 12 B → 12 B written
+//! turn 7 · 1 poll: slept 812 ms (timeout 300.0 s); woke for conn 0 readable
+//! turn 7 · 5 conn 0 (127.0.0.1:51234): read 12 B (asked 65536) → 12 B written
 //! ```
 //!
 //! The other modes trace in their own terms: what the blocking server is blocked in and for whom, how many
 //! wait in the backlog meanwhile; when each thread of `--mode threads` starts and ends; how many empty
-//! passes busy-poll burns a second. Walk-through: `docs/12-watching.md`.
+//! passes busy-poll burns a second; every completion `--mode uring` takes, and what it submits
+//! (`docs/14-completion.md` sets one request's trace beside the reactor's). Walk-through:
+//! `docs/12-watching.md`.
 //!
 //! Tracing costs nothing when it is off: a loop asks [`Turn::begin`] once per turn whether its target is
 //! enabled at trace level (one atomic load when the log level is lower), and every line is behind
@@ -21,6 +23,8 @@ pub const REACTOR: &str = "socklab::server::reactor";
 pub const BLOCKING: &str = "socklab::server::blocking";
 /// Busy-poll's target.
 pub const BUSY_POLL: &str = "socklab::server::busy_poll";
+/// The completion driver's target (`--mode uring`).
+pub const URING: &str = "socklab::server::uring";
 
 /// The turn of a loop, as the trace names it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -86,13 +90,32 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(4230)), "4.2 s");
     }
 
+    /// Traces one target only, its own, and prints nothing. No other unit test installs a logger, and none
+    /// traces to this target, so turning it on here changes nothing they see.
+    struct OneTarget;
+
+    const TRACED: &str = "socklab::server::trace::tests";
+
+    impl log::Log for OneTarget {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.target() == TRACED
+        }
+        fn log(&self, _record: &log::Record<'_>) {}
+        fn flush(&self) {}
+    }
+
     #[test]
-    fn a_turn_is_off_unless_its_target_traces() {
-        let mut turn = Turn::new(REACTOR);
-        turn.begin();
-        turn.begin();
-        assert_eq!(turn.number, 2);
-        // No logger is installed in unit tests, so nothing is enabled.
-        assert!(!turn.on);
+    fn a_turn_is_traced_when_its_target_is_and_only_then() {
+        log::set_logger(&OneTarget).expect("no other unit test installs a logger");
+        log::set_max_level(log::LevelFilter::Trace);
+        let (mut traced, mut other) = (Turn::new(TRACED), Turn::new(REACTOR));
+        assert!(!traced.on, "a turn that has not begun is not traced");
+        for number in 1..=2 {
+            traced.begin();
+            other.begin();
+            assert_eq!((traced.number, other.number), (number, number));
+            assert!(traced.on, "its target traces");
+            assert!(!other.on, "the reactor's target does not");
+        }
     }
 }

@@ -26,6 +26,8 @@ pub struct Clock {
     fixed: bool,
     /// The turn the date was last asked for in, the Unix second last formatted, and its text.
     date: Cell<(Option<Instant>, u64, [u8; HTTP_DATE_LEN])>,
+    /// The last other time formatted by [`Clock::http_date_until_now`], and its text.
+    other: Cell<(u64, [u8; HTTP_DATE_LEN])>,
 }
 
 impl Clock {
@@ -37,6 +39,7 @@ impl Clock {
             base: Cell::new((now, unix_now())),
             fixed: false,
             date: Cell::new((None, u64::MAX, [0; HTTP_DATE_LEN])),
+            other: Cell::new((u64::MAX, [0; HTTP_DATE_LEN])),
         }
     }
 
@@ -49,6 +52,7 @@ impl Clock {
             base: Cell::new((now, Duration::from_secs(unix_seconds))),
             fixed: true,
             date: Cell::new((None, u64::MAX, [0; HTTP_DATE_LEN])),
+            other: Cell::new((u64::MAX, [0; HTTP_DATE_LEN])),
         }
     }
 
@@ -101,6 +105,29 @@ impl Clock {
     }
 }
 
+impl Clock {
+    /// The time `unix_seconds` as an HTTP date, but no later than the current turn's: a `Last-Modified`
+    /// later than the `Date` it is sent with is wrong (RFC 9110 §8.8.2.1), and a system clock stepped back
+    /// could make it so. The text is formatted only when the time asked for changes, so a fixed date sent
+    /// with every response (the server's start) is formatted once.
+    pub fn http_date_until_now(&self, unix_seconds: u64) -> [u8; HTTP_DATE_LEN] {
+        let (turn, second, _) = self.date.get();
+        let now = if turn == Some(self.now.get()) {
+            second
+        } else {
+            self.unix_seconds()
+        };
+        let at = unix_seconds.min(now);
+        let (formatted, text) = self.other.get();
+        if formatted == at {
+            return text;
+        }
+        let text = imf_fixdate(at);
+        self.other.set((at, text));
+        text
+    }
+}
+
 impl Default for Clock {
     fn default() -> Self {
         Clock::new()
@@ -145,7 +172,7 @@ fn two_digits(out: &mut [u8], n: u64) {
 
 /// Year, month (1–12) and day (1–31) of a day counted from 1970-01-01, by Howard Hinnant's
 /// `civil_from_days`, for days on or after the epoch.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;
@@ -156,6 +183,19 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year, month, day)
+}
+
+/// The day counted from 1970-01-01 (negative before it) of a year, month (1–12) and day, by Howard
+/// Hinnant's `days_from_civil`, the inverse of [`civil_from_days`]: for reading the dates a client sends.
+pub(crate) fn days_from_civil(year: u64, month: u64, day: u64) -> i64 {
+    let year = year as i64 - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let month = month as i64;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -181,9 +221,15 @@ mod tests {
     fn every_day_for_three_centuries_agrees_with_a_plain_count() {
         // Walk day by day, counting the calendar by hand, and compare.
         let (mut year, mut month, mut day) = (1970u64, 1u64, 1u64);
-        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let leap =
+            |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         for days in 0..(300 * 366) {
             assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
+            assert_eq!(
+                days_from_civil(year, month, day),
+                days as i64,
+                "{year}-{month}-{day}"
+            );
             let len = match month {
                 2 if leap(year) => 29,
                 2 => 28,
@@ -203,12 +249,47 @@ mod tests {
     }
 
     #[test]
+    fn days_before_the_epoch_count_back() {
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(days_from_civil(1900, 1, 1), -25_567);
+        assert_eq!(days_from_civil(0, 3, 1), -719_468);
+    }
+
+    #[test]
     fn a_fixed_clock_moves_only_with_the_turn() {
         let clock = Clock::fixed(784_111_777);
         assert_eq!(&clock.http_date(), b"Sun, 06 Nov 1994 08:49:37 GMT");
         clock.set(clock.now() + Duration::from_millis(2500));
         assert_eq!(clock.unix_seconds(), 784_111_779);
         assert_eq!(&clock.http_date(), b"Sun, 06 Nov 1994 08:49:39 GMT");
+    }
+
+    #[test]
+    fn another_date_is_formatted_once_and_never_later_than_the_turn() {
+        let clock = Clock::fixed(784_111_777);
+        assert_eq!(
+            &clock.http_date_until_now(0),
+            b"Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(
+            &clock.http_date_until_now(0),
+            b"Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        // Later than the turn: the turn's own time.
+        assert_eq!(
+            &clock.http_date_until_now(u64::MAX),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        clock.http_date();
+        assert_eq!(
+            &clock.http_date_until_now(784_111_778),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        clock.set(clock.now() + Duration::from_secs(1));
+        assert_eq!(
+            &clock.http_date_until_now(784_111_778),
+            b"Sun, 06 Nov 1994 08:49:38 GMT"
+        );
     }
 
     #[test]

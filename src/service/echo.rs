@@ -4,6 +4,7 @@
 
 use super::clock::Clock;
 use super::example::{Example, Rng};
+use super::tooling::Tooling;
 use super::protocol::{Datagrams, Growth, Protocol, ServiceOptions, Step, StreamSession};
 
 /// The echo service.
@@ -31,6 +32,10 @@ impl Protocol for Echo {
     fn max_held(_options: &ServiceOptions) -> usize {
         0
     }
+}
+
+impl Tooling for Echo {
+    const PROMPT: &'static str = "Input a sentence: ";
 
     fn stream_example(_options: &ServiceOptions, rng: &mut Rng) -> Example {
         let mut request = Vec::new();

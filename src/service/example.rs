@@ -1,6 +1,7 @@
 //! Test fixtures every service supplies: a valid request and the reply it must get, made from a seed. The
-//! generic tests (`tests/services.rs`, and the per-mode tests) draw examples from every service in
-//! [`super::Service::ALL`], so a new service is tested in every server mode without anyone listing it.
+//! generic tests (the property tests and the conformance check in `tests/service.rs`, the per-mode tests in
+//! `tests/services.rs`) draw examples from every service in [`super::Service::ALL`], so a new service is
+//! tested in every server mode without anyone listing it.
 //!
 //! The reply is written by the example's own code from what it generated (a name, a line of text), never by
 //! running the service, so the tests compare the service against an independent statement of what it must do.
@@ -81,7 +82,50 @@ mod tests {
             assert_eq!(a.next_u64(), b.next_u64());
         }
         assert_ne!(Rng::new(7).next_u64(), Rng::new(8).next_u64());
+    }
+
+    /// `below(n)` draws every number of `0..n`, none more than its share allows (a fixed seed: the counts
+    /// are the same every run; they are within 10 % of a third), and nothing else; `below(0)` is `below(1)`.
+    #[test]
+    fn below_draws_every_number_under_its_bound_evenly() {
         let mut rng = Rng::new(1);
-        assert!((0..1000).all(|_| rng.below(3) < 3));
+        let mut counts = [0usize; 4];
+        for _ in 0..3000 {
+            counts[rng.below(3).min(3)] += 1;
+        }
+        assert_eq!(counts[3], 0, "a number past the bound: {counts:?}");
+        assert!(
+            counts[..3].iter().all(|&c| (900..=1100).contains(&c)),
+            "{counts:?}"
+        );
+        assert!((0..100).all(|_| rng.below(0) == 0 && rng.below(1) == 0));
+    }
+
+    /// Cut to a byte budget, text stays whole characters and within the budget, whatever the budget.
+    #[test]
+    fn words_within_cuts_at_a_character_boundary() {
+        let mut multibyte = false;
+        for seed in 0..200 {
+            for max_bytes in 0..12 {
+                let text = Rng::new(seed).words_within(6, max_bytes);
+                assert!(text.len() <= max_bytes, "{text:?} over {max_bytes}");
+                let whole = Rng::new(seed).words(6);
+                assert!(
+                    whole.starts_with(&text),
+                    "{text:?} is not a cut of {whole:?}"
+                );
+                // The longest cut that stays whole: adding the next character would pass the budget.
+                let next = whole[text.len()..].chars().next();
+                assert!(
+                    next.is_none_or(|c| text.len() + c.len_utf8() > max_bytes),
+                    "{text:?} cut short of {max_bytes} in {whole:?}"
+                );
+                multibyte |= next.is_some_and(|c| c.len_utf8() > 1 && text.len() < max_bytes);
+            }
+        }
+        assert!(
+            multibyte,
+            "no cut fell inside a character: the test tried nothing"
+        );
     }
 }

@@ -30,7 +30,8 @@
 use super::lines::{Line, LineFramer};
 use super::clock::Clock;
 use super::example::{Example, Rng};
-use super::protocol::{Datagrams, Growth, Protocol, ServiceOptions, Step, StreamSession};
+use super::tooling::Tooling;
+use super::protocol::{Datagrams, Growth, Protocol, ServiceOptions, Setting, Step, StreamSession};
 
 /// What a connection hears first.
 pub const WELCOME: &[u8] = b"Welcome!\n";
@@ -87,6 +88,24 @@ impl Protocol for Hello {
     fn max_held(options: &ServiceOptions) -> usize {
         LineFramer::max_held(options.max_line)
     }
+
+    const SETTINGS: &'static [Setting] = &[Setting::MaxLine];
+    const WAITS_FOR: &'static str = "the newline that ends the line";
+
+    /// A line limit must leave room for the error datagram that answers a line over it.
+    fn check_options(options: &ServiceOptions) -> Result<(), String> {
+        if options.max_line < MIN_MAX_LINE {
+            return Err(format!(
+                "--max-line must be at least {MIN_MAX_LINE} bytes for --service hello (got {})",
+                options.max_line
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Tooling for Hello {
+    const PROMPT: &'static str = "Input your name (exit to leave): ";
 
     fn stream_example(options: &ServiceOptions, rng: &mut Rng) -> Example {
         let mut example = Example {

@@ -3,19 +3,22 @@
 //! Every server mode, the client, the load generator and the tests share this folder, so "what is the right
 //! reply" is answered in exactly one place. The folder holds:
 //! - the registry (this file): the `services!` list, the [`Service`] enum it makes, and [`Session`];
-//! - the interface every service implements, `protocol.rs` ([`Protocol`], [`StreamSession`], [`Growth`],
-//!   [`Step`], re-exported here);
-//! - one file per service: [`upper`], [`echo`], [`hello`], [`http`] (the tutorials' web server, TCP only),
-//!   and [`http_floor`] (for measuring only: the floor under `http`, parsing nothing);
+//! - the interface every service implements: `protocol.rs`, what the server runs ([`Protocol`],
+//!   [`StreamSession`], [`Growth`], [`Step`], [`Setting`]), and `tooling.rs`, what the tools and tests need
+//!   ([`Tooling`]: examples, load requests, which reply bytes may differ, the client's prompt and request
+//!   shape), both re-exported here;
+//! - one file (or folder) per service, each listed once in the `services!` call below, each opening with
+//!   a comment that says what the service is (`http/` is a folder, cut along HTTP/1's seams);
 //! - what services are built from: [`lines`] (line framing) and `clock.rs` ([`Clock`], the time of the
 //!   current turn);
 //! - what holds a service to its word: `example.rs` ([`Example`] and [`Rng`], the fixtures each service
-//!   supplies) and [`conformance`] (the checks any service must pass before it is listed).
+//!   supplies), `adversary.rs` (input no example would send, to hold declared bounds against) and
+//!   [`conformance`] (the checks any service must pass before it is listed).
 //!
 //! Walk-through: `docs/07-udp-and-tcp.md`; how to add a service: `docs/10-adding-a-service.md`.
 //!
 //! # The interface
-//! A service is a type that implements [`Protocol`]. It declares:
+//! A service is a type that implements [`Protocol`] and [`Tooling`]. It declares:
 //! - its name on the command line and a line of help;
 //! - its per-connection state, a [`StreamSession`]: what it says first ([`StreamSession::greeting`]), what it
 //!   makes of each piece of the stream whatever a `read` happened to return ([`StreamSession::feed`]), what
@@ -26,9 +29,13 @@
 //!   ([`Protocol::max_held`]). A server reads no more than the replies it has room for can answer, and
 //!   [`Service::check`] refuses a configuration in which a session holding the most it may hold could not
 //!   read at all (it would stall, waiting for room that only a reply could free);
-//! - examples of valid input and the reply each must get ([`Protocol::stream_example`]), so that the generic
-//!   tests run every service through its real path in every server mode, and [`conformance::check`] can
-//!   hold any service to its own declarations before it is listed.
+//! - the flags it reads ([`Protocol::SETTINGS`]), so one given to a service that ignores it is said at
+//!   start, and any check of its own on them ([`Protocol::check_options`]);
+//! - in its [`Tooling`] half, examples of valid input and the reply each must get
+//!   ([`Tooling::stream_example`]), so that the generic tests run every service through its real path in
+//!   every server mode, and [`conformance::check`] can hold any service to its own declarations before it
+//!   is listed; and what the client and the load generator need (a prompt, a request of any size, which
+//!   reply bytes may differ, how a typed message becomes a request).
 //!
 //! Each service is listed once, in the `services!` call below: that line makes the [`Service`] variant,
 //! its command-line name, its module and the dispatch of every [`Session`] call. Dispatch is a `match` over
@@ -42,18 +49,22 @@
 use std::fmt;
 use std::time::Instant;
 
+mod adversary;
 mod clock;
 pub mod conformance;
 mod example;
 pub mod lines;
 mod protocol;
+mod tooling;
 
 pub use clock::Clock;
 pub use example::{Example, Rng};
 pub use protocol::{
-    Datagrams, Growth, Protocol, ServiceOptions, Step, StreamSession, DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_MAX_HEADER, DEFAULT_MAX_LINE, MAX_DATAGRAM_GROWTH,
+    Datagrams, Growth, Protocol, ServiceOptions, Setting, Step, StreamSession,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_HEADER,
+    DEFAULT_MAX_LINE, MAX_DATAGRAM_GROWTH,
 };
+pub use tooling::{Shown, Tooling};
 
 /// Lists every service once. For each line `Variant => module::Type`, it declares `pub mod module`, a
 /// [`Service`] variant with the type's name and help for the command line, a [`Session`] variant holding
@@ -90,6 +101,20 @@ macro_rules! services {
                 }
             }
 
+            /// The refusal for a client over the connection cap, in this service's words ([`Protocol::REFUSAL`]).
+            pub fn refusal(self) -> &'static [u8] {
+                match self {
+                    $(Service::$variant => <$module::$ty as Protocol>::REFUSAL,)+
+                }
+            }
+
+            /// The flag that bounds what a session holds back ([`Protocol::MAX_HELD_FLAG`]).
+            pub fn max_held_flag(self) -> &'static str {
+                match self {
+                    $(Service::$variant => <$module::$ty as Protocol>::MAX_HELD_FLAG,)+
+                }
+            }
+
             /// How a datagram is answered, or `None` for a TCP-only service.
             pub fn datagrams(self) -> Option<Datagrams> {
                 match self {
@@ -119,10 +144,18 @@ macro_rules! services {
                 Session { growth: self.growth(options), state }
             }
 
-            /// A valid request stream and everything the server must send for it (see [`Protocol`]).
+            /// A valid request stream and everything the server must send for it (see
+            /// [`Tooling::stream_example`]).
             pub fn stream_example(self, options: &ServiceOptions, rng: &mut Rng) -> Example {
                 match self {
-                    $(Service::$variant => <$module::$ty as Protocol>::stream_example(options, rng),)+
+                    $(Service::$variant => <$module::$ty as Tooling>::stream_example(options, rng),)+
+                }
+            }
+
+            /// Of the adversarial inputs, the one whose reply grows the most ([`conformance::worst_input`]).
+            pub fn worst_input(self, options: &ServiceOptions) -> Vec<u8> {
+                match self {
+                    $(Service::$variant => conformance::worst_input::<$module::$ty>(options),)+
                 }
             }
 
@@ -133,24 +166,74 @@ macro_rules! services {
                 }
             }
 
-            /// One request of about `size` bytes for the load generator (see [`Protocol::load_request`]).
+            /// One request of about `size` bytes for the load generator (see [`Tooling::load_request`]).
             pub fn load_request(self, variant: usize, size: usize) -> Vec<u8> {
                 match self {
-                    $(Service::$variant => <$module::$ty as Protocol>::load_request(variant, size),)+
+                    $(Service::$variant => <$module::$ty as Tooling>::load_request(variant, size),)+
                 }
             }
 
-            /// Whether `got` is the reply `expected` stands for (see [`Protocol::same_reply`]).
+            /// Whether `got` is the reply `expected` stands for (see [`Tooling::same_reply`]).
             pub fn same_reply(self, expected: &[u8], got: &[u8]) -> bool {
                 match self {
-                    $(Service::$variant => <$module::$ty as Protocol>::same_reply(expected, got),)+
+                    $(Service::$variant => <$module::$ty as Tooling>::same_reply(expected, got),)+
+                }
+            }
+
+            /// What bytes held back wait for (see [`Protocol::WAITS_FOR`]).
+            pub fn waits_for(self) -> &'static str {
+                match self {
+                    $(Service::$variant => <$module::$ty as Protocol>::WAITS_FOR,)+
+                }
+            }
+
+            /// The flags that change what this service does (see [`Protocol::SETTINGS`]).
+            pub fn settings(self) -> &'static [Setting] {
+                match self {
+                    $(Service::$variant => <$module::$ty as Protocol>::SETTINGS,)+
+                }
+            }
+
+            /// Whether `options` are ones this service can honour (see [`Protocol::check_options`]).
+            pub fn check_options(self, options: &ServiceOptions) -> Result<(), String> {
+                match self {
+                    $(Service::$variant => <$module::$ty as Protocol>::check_options(options),)+
+                }
+            }
+
+            /// What the client asks for before each request (see [`Tooling::PROMPT`]).
+            pub fn prompt(self) -> &'static str {
+                match self {
+                    $(Service::$variant => <$module::$ty as Tooling>::PROMPT,)+
+                }
+            }
+
+            /// The URL scheme whose servers speak this protocol, if any (see [`Tooling::URL_SCHEME`]).
+            pub fn url_scheme(self) -> Option<&'static str> {
+                match self {
+                    $(Service::$variant => <$module::$ty as Tooling>::URL_SCHEME,)+
+                }
+            }
+
+            /// The request the client sends for `message`, where requests have a shape of their own (see
+            /// [`Tooling::request_for`]); `None`: the message is the request.
+            pub fn request_for(self, message: &[u8], server: std::net::SocketAddr) -> Option<Vec<u8>> {
+                match self {
+                    $(Service::$variant => <$module::$ty as Tooling>::request_for(message, server),)+
+                }
+            }
+
+            /// What the client shows of a reply to a request made by [`Service::request_for`].
+            pub fn shown(self, reply: &[u8]) -> Shown<'_> {
+                match self {
+                    $(Service::$variant => <$module::$ty as Tooling>::shown(reply),)+
                 }
             }
 
             /// A valid datagram and its reply; `None` for a TCP-only service.
             pub fn datagram_example(self, options: &ServiceOptions, rng: &mut Rng) -> Option<Example> {
                 match self {
-                    $(Service::$variant => <$module::$ty as Protocol>::datagram_example(options, rng),)+
+                    $(Service::$variant => <$module::$ty as Tooling>::datagram_example(options, rng),)+
                 }
             }
         }
@@ -265,10 +348,11 @@ impl Service {
         let growth = self.growth(options);
         let held = self.max_held(options);
         let needed = growth.max_output(held, min_read);
+        let flag = self.max_held_flag();
         if high_water < needed {
             return Err(format!(
                 "--service {self}: --high-water {high_water} is too small: a connection may hold {held} bytes \
-                 back (an unfinished request; see --max-line), and with them it must still have room to read \
+                 back (an unfinished request; see {flag}), and with them it must still have room to read \
                  {min_read} bytes, which needs --high-water {needed} or more"
             ));
         }
@@ -352,6 +436,7 @@ mod tests {
                 "{service}"
             );
             assert!(!service.about().is_empty());
+            assert!(service.refusal().ends_with(b"\n"), "{service}");
         }
     }
 
@@ -381,7 +466,20 @@ mod tests {
         assert!(Service::Upper.check(&options, 64 * 1024, 4096).is_ok());
         // Hello holds up to a whole line: a mark below the line and a read's replies cannot serve it.
         let err = Service::Hello.check(&options, 64 * 1024, 4096).unwrap_err();
-        assert!(err.contains("--high-water"), "{err}");
+        assert!(
+            err.contains("--high-water") && err.contains("see --max-line"),
+            "{err}"
+        );
         assert!(Service::Hello.check(&options, 256 * 1024, 4096).is_ok());
+        // Http holds up to a header section: the message names the flag that bounds it.
+        let options = ServiceOptions {
+            max_header: 100_000,
+            ..ServiceOptions::default()
+        };
+        let err = Service::Http.check(&options, 64 * 1024, 4096).unwrap_err();
+        assert!(
+            err.contains("see --max-header") && !err.contains("--max-line"),
+            "{err}"
+        );
     }
 }

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use super::clock::Clock;
-use super::example::{Example, Rng};
 use crate::encoding::Encoding;
 
 /// The most bytes a datagram's reply may be longer than the datagram, for any service: the project's rule
@@ -20,6 +19,12 @@ pub const DEFAULT_MAX_HEADER: usize = 32 * 1024;
 
 /// The default `--header-timeout`: 60 s, nginx's `client_header_timeout`.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default `--body-timeout`: 60 s between two reads of a body, nginx's `client_body_timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default `--keepalive-timeout`: 75 s with no request under way, nginx's `keepalive_timeout`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The default `--max-line`: 64 KiB.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
@@ -36,6 +41,14 @@ pub struct ServiceOptions {
     /// How long `http` waits for a header section to complete once its first byte has come
     /// (`--header-timeout`); `None`: forever.
     pub header_timeout: Option<Duration>,
+    /// How long `http` waits between two reads of a request's body (`--body-timeout`); `None`: forever.
+    pub body_timeout: Option<Duration>,
+    /// How long `http` keeps a connection with no request under way (`--keepalive-timeout`); `None`:
+    /// forever (then only `--idle-timeout` closes it).
+    pub keepalive_timeout: Option<Duration>,
+    /// When the server started, in Unix seconds: `http`'s `Last-Modified`. The default, 0 (1970), keeps
+    /// examples and fixtures the same from run to run; a server sets its own.
+    pub started: u64,
 }
 
 impl Default for ServiceOptions {
@@ -45,6 +58,9 @@ impl Default for ServiceOptions {
             max_line: DEFAULT_MAX_LINE,
             max_header: DEFAULT_MAX_HEADER,
             header_timeout: Some(DEFAULT_HEADER_TIMEOUT),
+            body_timeout: Some(DEFAULT_BODY_TIMEOUT),
+            keepalive_timeout: Some(DEFAULT_KEEPALIVE_TIMEOUT),
+            started: 0,
         }
     }
 }
@@ -104,6 +120,17 @@ pub trait Protocol {
     /// a UDP socket for it and the `listening on` line names only TCP.
     const DATAGRAMS: Option<Datagrams>;
 
+    /// The refusal for a client over the server's connection cap, in the service's own words: a line for
+    /// the line services, a `503` for `http` (a client of one protocol cannot read another's error). Meant
+    /// to be written whole into a new socket's empty send buffer, so it should be short.
+    const REFUSAL: &'static [u8] = b"ERR too many connections\n";
+    /// The flag that bounds what a session holds back ([`Protocol::max_held`]), for the message that
+    /// says a `--high-water` is too small.
+    const MAX_HELD_FLAG: &'static str = "--max-line";
+    /// What bytes held back wait for, for the log line that says a connection holds some (a client that
+    /// sends `Michael` with no newline to `hello` waits forever, and `-v` says why).
+    const WAITS_FOR: &'static str = "the rest of the request";
+
     /// The state one TCP connection keeps.
     type Session: StreamSession;
 
@@ -114,24 +141,55 @@ pub trait Protocol {
     /// The most bytes a session may hold back: an unfinished line, a character split across reads.
     fn max_held(options: &ServiceOptions) -> usize;
 
-    /// A valid request stream made from `rng`, and everything the server must send for it (greeting
-    /// included) up to and including the end of the stream.
-    fn stream_example(options: &ServiceOptions, rng: &mut Rng) -> Example;
-    /// A valid datagram and its reply; `None` exactly when [`Protocol::DATAGRAMS`] is.
-    fn datagram_example(options: &ServiceOptions, rng: &mut Rng) -> Option<Example>;
+    /// The flags that change what this service does. One given for a service that does not list it does
+    /// nothing, and the server says so once at start rather than silently ignoring it.
+    const SETTINGS: &'static [Setting] = &[];
 
-    /// One request of exactly `size` bytes (or as close as the protocol allows), distinct for each
-    /// `variant`, for the load generator (`socklab-stress --size`). The default is a line of lowercase
-    /// words, which every line or stream service takes; a protocol with a shape of its own overrides it.
-    fn load_request(variant: usize, size: usize) -> Vec<u8> {
-        lowercase_line(variant, size)
+    /// Rejects options this service cannot honour (a line limit too short for its own error line), with
+    /// a message naming the flag.
+    fn check_options(_options: &ServiceOptions) -> Result<(), String> {
+        Ok(())
     }
+}
 
-    /// Whether `got` is the reply `expected` stands for. Exact equality, unless the protocol's replies
-    /// carry bytes that rightly differ from one moment to the next (an HTTP `Date`): then those may differ.
-    /// The tools and the tests compare every reply with this.
-    fn same_reply(expected: &[u8], got: &[u8]) -> bool {
-        expected == got
+/// A flag that changes what a service does (see [`Protocol::SETTINGS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// `--encoding`
+    Encoding,
+    /// `--max-line`
+    MaxLine,
+    /// `--max-header`
+    MaxHeader,
+    /// `--header-timeout`
+    HeaderTimeout,
+    /// `--body-timeout`
+    BodyTimeout,
+    /// `--keepalive-timeout`
+    KeepaliveTimeout,
+}
+
+impl Setting {
+    /// Every setting.
+    pub const ALL: [Setting; 6] = [
+        Setting::Encoding,
+        Setting::MaxLine,
+        Setting::MaxHeader,
+        Setting::HeaderTimeout,
+        Setting::BodyTimeout,
+        Setting::KeepaliveTimeout,
+    ];
+
+    /// The flag, as the command line spells it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Setting::Encoding => "--encoding",
+            Setting::MaxLine => "--max-line",
+            Setting::MaxHeader => "--max-header",
+            Setting::HeaderTimeout => "--header-timeout",
+            Setting::BodyTimeout => "--body-timeout",
+            Setting::KeepaliveTimeout => "--keepalive-timeout",
+        }
     }
 }
 

@@ -21,7 +21,8 @@ use crate::encoding::{gbk_upper_into, Encoding};
 
 use super::clock::Clock;
 use super::example::{Example, Rng};
-use super::protocol::{Datagrams, Growth, Protocol, ServiceOptions, Step, StreamSession};
+use super::tooling::Tooling;
+use super::protocol::{Datagrams, Growth, Protocol, ServiceOptions, Setting, Step, StreamSession};
 
 /// The most bytes one input byte of a stream can become: `ΐ` (2 bytes) uppercases to 6 bytes.
 const MAX_GROWTH: usize = 3;
@@ -64,6 +65,14 @@ impl Protocol for Upper {
     fn max_held(_options: &ServiceOptions) -> usize {
         MAX_HELD
     }
+
+    const SETTINGS: &'static [Setting] = &[Setting::Encoding];
+    const WAITS_FOR: &'static str = "the rest of a character cut between reads";
+}
+
+impl Tooling for Upper {
+    /// The tutorials' prompt.
+    const PROMPT: &'static str = "Input lowercase sentence: ";
 
     fn stream_example(options: &ServiceOptions, rng: &mut Rng) -> Example {
         let mut example = Example::default();

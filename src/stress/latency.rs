@@ -121,28 +121,65 @@ pub fn percentile_label(x: f64) -> String {
     format!("{text}%")
 }
 
-/// The percentile plot as an SVG document: latency against percentile, the percentile axis a log scale of
-/// 1/(1-p). `title` heads it.
+/// The percentiles marked on the plot, as (label, quantile): the ones the text report gives.
+pub const MARKED: [(&str, f64); 4] = [
+    ("p50", 0.50),
+    ("p90", 0.90),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+];
+
+/// A latency in microseconds as a person reads it: `850 µs`, `12.3 ms`, `2.5 s`.
+pub fn human(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.3} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.3} ms", us / 1e3)
+    } else if us >= 10.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{us:.2} µs")
+    }
+}
+
+/// An axis label: a round latency needs no decimals (`1 ms`, `100 µs`, `0.1 µs`).
+fn axis_label(us: f64) -> String {
+    let (value, unit) = if us >= 1e6 {
+        (us / 1e6, "s")
+    } else if us >= 1e3 {
+        (us / 1e3, "ms")
+    } else {
+        (us, "µs")
+    };
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} {unit}")
+}
+
+/// The percentile plot as an SVG document: latency against percentile, both on log scales. The percentile
+/// axis is 1/(1-p), so that each "nine" gets the same room; the latency axis is logarithmic too, so that a
+/// median of tens of microseconds and a tail of seconds both show, instead of everything to p90 lying flat
+/// at zero under a linear axis scaled to the worst stall. p50, p90, p99 and p99.9 are marked with their
+/// values, as wrk2's and HdrHistogram's plots are read. `title` heads it.
 pub fn svg(histogram: &Histogram<u64>, title: &str) -> Result<String, String> {
     // The last row (p = 1) lies at infinity; the largest sample is drawn at the last percentile one sample
     // short of it, 1 - 1/n, where a plot of n samples ends.
     let count = histogram.len().max(1) as f64;
+    let us = |ns: u64| ns.max(1) as f64 / NANOS_PER_UNIT;
     let mut points: Vec<(f64, f64)> = rows(histogram)
         .iter()
         .filter(|r| r.quantile < 1.0)
-        .map(|r| (1.0 / (1.0 - r.quantile), r.value as f64))
+        .map(|r| (1.0 / (1.0 - r.quantile), us(r.value)))
         .collect();
     if !histogram.is_empty() {
-        points.push((count.max(2.0), histogram.max() as f64));
+        points.push((count.max(2.0), us(histogram.max())));
     }
-    let max_ns = histogram.max().max(1) as f64;
-    let (unit, per_unit) = if max_ns >= 1e6 {
-        ("ms", 1e6)
-    } else {
-        ("µs", 1e3)
-    };
     let x_end = 10f64.powf(count.max(10.0).log10().ceil());
-    let y_end = max_ns / per_unit * 1.1;
+    // Whole decades of latency around what was measured, so the axis' labels are round.
+    let low = us(histogram.min().max(1));
+    let high = us(histogram.max().max(1));
+    let y_start = 10f64.powf(low.log10().floor());
+    let y_end = 10f64.powf((high * 1.01).log10().ceil()).max(y_start * 10.0);
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
@@ -154,29 +191,52 @@ pub fn svg(histogram: &Histogram<u64>, title: &str) -> Result<String, String> {
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d((1f64..x_end).log_scale(), 0f64..y_end)
+            .build_cartesian_2d((1f64..x_end).log_scale(), (y_start..y_end).log_scale())
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .y_desc(format!("latency ({unit})"))
+            .y_desc("latency (log scale)")
             .x_label_formatter(&|x| percentile_label(*x))
+            .y_label_formatter(&|y| axis_label(*y))
             .draw()
             .map_err(|e| e.to_string())?;
         if points.is_empty() {
             chart
                 .draw_series(std::iter::once(Text::new(
                     "no latency recorded: no reply was right",
-                    (2.0, y_end / 2.0),
+                    (2.0, (y_start * y_end).sqrt()),
                     ("sans-serif", 16),
                 )))
                 .map_err(|e| e.to_string())?;
         } else {
             chart
                 .draw_series(LineSeries::new(
-                    points.iter().map(|&(x, ns)| (x, ns / per_unit)),
+                    points.iter().copied(),
                     BLUE.stroke_width(2),
                 ))
+                .map_err(|e| e.to_string())?;
+            // Each marked percentile that the samples reach: a dot on the curve and its value beside it.
+            let marks: Vec<(f64, f64, String)> = MARKED
+                .iter()
+                .map(|&(label, q)| (label, q, 1.0 / (1.0 - q)))
+                .filter(|&(_, _, x)| x <= count)
+                .map(|(label, q, x)| {
+                    let value = us(histogram.value_at_quantile(q));
+                    (x, value, format!("{label} {}", human(value)))
+                })
+                .collect();
+            chart
+                .draw_series(
+                    marks
+                        .iter()
+                        .map(|&(x, y, _)| Circle::new((x, y), 4, RED.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(marks.iter().map(|(x, y, text)| {
+                    Text::new(text.clone(), (*x * 1.08, *y), ("sans-serif", 13))
+                }))
                 .map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())?;
@@ -312,11 +372,35 @@ mod tests {
         for text in [
             "socklab-stress latency",
             "percentile",
-            "latency (ms)",
+            "latency (log scale)",
             "99.9%",
             "<polyline",
+            "<circle",
         ] {
             assert!(svg.contains(text), "{text:?} missing");
         }
+        // The four percentiles of the text report are marked with their values.
+        let h = skewed();
+        for (label, q) in MARKED {
+            let value = human(h.value_at_quantile(q) as f64 / 1e3);
+            assert!(
+                svg.contains(&format!("\n{label} {value}\n")),
+                "{label} {value} missing"
+            );
+        }
+        // Both axes are logarithmic: the latency labels go by decades.
+        for label in ["10 µs", "100 µs", "1 ms", "10 ms"] {
+            assert!(svg.contains(&format!("\n{label}\n")), "{label} missing");
+        }
+    }
+
+    #[test]
+    fn latency_labels_read_as_people_write_them() {
+        assert_eq!(axis_label(0.1), "0.1 µs");
+        assert_eq!(axis_label(100.0), "100 µs");
+        assert_eq!(axis_label(1_000.0), "1 ms");
+        assert_eq!(axis_label(2_500_000.0), "2.5 s");
+        assert_eq!(human(61.4), "61 µs");
+        assert_eq!(human(1_234.5), "1.234 ms");
     }
 }

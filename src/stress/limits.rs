@@ -2,7 +2,8 @@
 //! files (raised from the soft to the hard limit, as any process may) and local ports (spread over several
 //! 127.0.0.x source addresses when one address's ephemeral range cannot hold them all).
 //!
-//! Walk-through: `docs/08-measuring.md`.
+//! The limits themselves are read and raised through the OS layer (`src/sys/`). Walk-through:
+//! `docs/08-measuring.md`.
 
 use std::io;
 
@@ -15,53 +16,42 @@ pub const PER_SOURCE: usize = 10_000;
 
 /// Raises this process's open-file soft limit to its hard limit if `sockets` need it. Returns the limit now
 /// in force, or an error saying how many are needed and what the limit is.
-// `rlim_t` is u64 on Linux but not on every platform, so the casts stay.
-#[allow(clippy::unnecessary_cast)]
 pub fn raise_open_files(sockets: usize) -> io::Result<u64> {
     let need = (sockets as u64).saturating_add(SPARE_FILES);
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
+    let before = crate::sys::open_files();
+    let enough = |limit: Option<u64>| limit.is_none_or(|n| n >= need);
+    if enough(before.soft) {
+        return Ok(before.soft.unwrap_or(u64::MAX));
     }
-    if limit.rlim_cur as u64 >= need {
-        return Ok(limit.rlim_cur as u64);
-    }
-    if (limit.rlim_max as u64) < need {
+    if !enough(before.hard) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "{sockets} sockets need about {need} open files but this process may have at most {} (the hard \
                  limit, `ulimit -Hn`): use fewer connections or raise the hard limit",
-                limit.rlim_max
+                before.hard.unwrap_or(u64::MAX)
             ),
         ));
     }
-    let raised = libc::rlimit {
-        rlim_cur: limit.rlim_max,
-        rlim_max: limit.rlim_max,
-    };
-    // SAFETY: setrlimit reads one rlimit struct we own; raising the soft limit up to the hard one is allowed.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let after = crate::sys::raise_open_files()?;
+    let now = after.soft.unwrap_or(u64::MAX);
     log::info!(
-        "raised the open-file limit from {} to {}",
-        limit.rlim_cur,
-        raised.rlim_cur
+        "raised the open-file limit from {} to {now}",
+        before.soft.unwrap_or(u64::MAX)
     );
-    Ok(raised.rlim_cur as u64)
+    if now < need {
+        // macOS raises no further than OPEN_MAX, whatever the hard limit says.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{sockets} sockets need about {need} open files but this process may have at most {now}"),
+        ));
+    }
+    Ok(now)
 }
 
 /// How many local ports one source address offers (Linux's `ip_local_port_range`), if known.
 pub fn ephemeral_ports() -> Option<usize> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut parts = range.split_whitespace().map(|p| p.parse::<usize>());
-    let (low, high) = (parts.next()?.ok()?, parts.next()?.ok()?);
-    Some(high.checked_sub(low)? + 1)
+    crate::sys::ephemeral_ports()
 }
 
 /// How many 127.0.0.x source addresses `sockets` connections are spread over: one per [`PER_SOURCE`], and

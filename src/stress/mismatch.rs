@@ -41,6 +41,10 @@ pub struct Mismatch {
     pub got: Vec<u8>,
     /// The first reply on its TCP connection, so the greeting is part of it.
     pub first: bool,
+    /// Why it is wrong, when that is not simply "other bytes": an HTTP response of another server that
+    /// cannot be framed, or has another status than its first answer (`http.rs`). `expected` is then that
+    /// first answer.
+    pub why: Option<String>,
 }
 
 impl Mismatch {
@@ -55,6 +59,14 @@ impl Mismatch {
 
     /// A few lines for a person: `index` (from 1) of `wrong` in all.
     pub fn describe(&self, index: usize, wrong: u64) -> String {
+        if let Some(why) = &self.why {
+            let mut s = String::new();
+            let _ = writeln!(s, "wrong reply {index} of {wrong}: {why}");
+            let _ = writeln!(s, "  request   {}", excerpt(&self.request, 0));
+            let _ = writeln!(s, "  first     {}", excerpt(&self.expected, 0));
+            let _ = writeln!(s, "  got       {}", excerpt(&self.got, 0));
+            return s;
+        }
         let at = self.first_difference();
         // A window that shows the first difference with some context before it.
         let from = at.saturating_sub(16);
@@ -76,7 +88,7 @@ impl Mismatch {
 
     /// Which service other than `expect` sends what came, if one does. `udp`: the datagram reply.
     pub fn fits(&self, expect: Service, udp: bool) -> Option<Service> {
-        if self.request.is_empty() {
+        if self.request.is_empty() || self.why.is_some() {
             return None;
         }
         Service::ALL
@@ -155,6 +167,7 @@ mod tests {
             expected: Service::Upper.reply_to_stream(request),
             got: service.reply_to_stream(request),
             first,
+            why: None,
         }
     }
 
@@ -186,6 +199,7 @@ mod tests {
             expected: b"ABC".to_vec(),
             got: b"abc".to_vec(),
             first: false,
+            why: None,
         };
         assert_eq!(m.fits(Service::Upper, true), Some(Service::Echo));
         let noise = Mismatch {

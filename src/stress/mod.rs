@@ -6,11 +6,18 @@
 //! the service they fit; when nothing is left to carry the load it stops early and says why.
 //! Usage, flags and measured figures: `docs/client-and-stress.md` (chapter 8, `docs/08-measuring.md`, puts it in context).
 //!
-//! One file per idea: [`payload`] (what is sent and expected), [`tcp`] and [`udp`] (each protocol's loop),
-//! [`mismatch`] (what a wrong reply looked like and which service it fits), [`latency`] (the latency
-//! distribution as HdrHistogram's `.hgrm` text and as an SVG percentile plot),
-//! [`limits`] (open files and source addresses), [`report`] (the counts and their text and JSON),
-//! [`progress`] (the live bar on a terminal), [`timer`] (the open loop's precise wake-up).
+//! Given an `http://` URL instead ([`http`]), it loads any HTTP/1.1 server, checking every response's framing
+//! and its status against the server's own first answer.
+//!
+//! One file per idea: [`payload`] (what is sent and expected), `driver.rs` (the one event loop, and the
+//! `Transport` interface that is all that differs between protocols), [`tcp`] and [`udp`] (the two
+//! transports), `replies.rs` (how a TCP connection's replies are checked as they arrive), [`http`] (a URL's
+//! request, and HTTP/1.1's framing read for any server), `schedule.rs` (when each request is due and when
+//! the load ends), [`mismatch`] (what a wrong
+//! reply looked like and which service it fits), [`latency`] (the latency distribution as HdrHistogram's
+//! `.hgrm` text and as an SVG percentile plot), [`limits`] (open files and source addresses), [`report`] (the
+//! counts and their text and JSON), [`progress`] (the live bar on a terminal), [`timer`] (the open loop's
+//! precise wake-up), [`target`] (where the load goes: `--addr`).
 //!
 //! # Closed and open loop
 //! Closed loop (no `--rate`): each connection keeps `--pipeline` requests in flight and sends the next one
@@ -19,16 +26,23 @@
 //! time, not from when a free connection finally sent it. A server that stalls for a second therefore shows a
 //! second of latency on every request it delayed, instead of hiding it by slowing the sender down
 //! (coordinated omission). `--pipeline` still caps what one connection has in flight; due requests wait in a
-//! backlog that is only a counter, since their intended times follow from their numbers. The loop wakes for
+//! backlog that is only a counter, since their intended times follow from their numbers. The run ends at its
+//! duration whatever the backlog holds, as wrk2's does: requests still waiting then were never sent, and the
+//! report says the asked rate was not reached and what rate was (`Tally::unsent`). The loop wakes for
 //! each due batch on a timerfd, not on epoll's millisecond timeout, so the tool's own timer slack stays in
 //! the microseconds.
 
+mod driver;
+pub mod http;
 pub mod latency;
 pub mod limits;
 pub mod mismatch;
 pub mod payload;
 pub mod progress;
+mod replies;
 pub mod report;
+mod schedule;
+pub mod target;
 pub mod tcp;
 pub mod timer;
 pub mod udp;
@@ -78,6 +92,9 @@ pub struct LoadOptions {
     /// against what socklab's service says (`--learn-reply`): for another server of a protocol that answers
     /// every request alike.
     pub learn_reply: bool,
+    /// An `http://` URL's request, sent instead of the service's (then `addr` is the URL's, and `size` and
+    /// `expect` are not used): see [`http`].
+    pub http: Option<http::HttpTarget>,
 }
 
 impl Default for LoadOptions {
@@ -91,10 +108,11 @@ impl Default for LoadOptions {
             stop: Stop::Duration(Duration::from_secs(5)),
             rate: None,
             idle: 0,
-            expect: Service::Upper,
+            expect: Service::default(),
             timeout: Duration::from_secs(2),
             sources: None,
             learn_reply: false,
+            http: None,
         }
     }
 }
@@ -104,6 +122,11 @@ impl LoadOptions {
     pub fn validate(&self) -> Result<(), String> {
         if self.connections == 0 {
             return Err("--connections must be at least 1".into());
+        }
+        if self.stop == Stop::Requests(0) {
+            return Err(
+                "--requests must be at least 1: a run of no request measures nothing".into(),
+            );
         }
         if self.connections.saturating_add(self.idle) > MAX_SOCKETS {
             return Err(format!(
@@ -126,13 +149,13 @@ impl LoadOptions {
             return Err("--idle connections are TCP only".into());
         }
         if self.udp && self.expect.datagrams().is_none() {
-            return Err(format!(
-                "--expect {} is TCP only: a server of it binds no UDP socket, so leave out --udp",
-                self.expect
-            ));
+            return Err(tcp_only(self.expect));
         }
         if self.timeout.is_zero() {
             return Err("--timeout must be more than 0".into());
+        }
+        if let Some(target) = &self.http {
+            return self.validate_url(target);
         }
         if self.learn_reply && (self.udp || !payload::answers_alike(self.expect, self.size)) {
             return Err(format!(
@@ -142,7 +165,7 @@ impl LoadOptions {
             ));
         }
         if !self.udp {
-            // A request the service answers by closing (too long a header for `http`) would end every
+            // A request the service answers by closing (too long a target for `http`) would end every
             // connection at its first reply: no load at all.
             let request = self.expect.load_request(0, self.size);
             let mut session = self.expect.session();
@@ -160,10 +183,46 @@ impl LoadOptions {
         Ok(())
     }
 
+    /// The rules for an `http://` URL's run, in place of the service's.
+    fn validate_url(&self, target: &http::HttpTarget) -> Result<(), String> {
+        target.validate()?;
+        if self.udp {
+            return Err("an http:// URL is served over TCP: leave out --udp".into());
+        }
+        if self.learn_reply {
+            return Err(
+                "--learn-reply is for --addr: with a URL every response is checked against the server's \
+                 first answer already"
+                    .into(),
+            );
+        }
+        if target.close_each && self.pipeline > 1 {
+            return Err(
+                "--close-each sends one request per connection and waits for its response: --pipeline must \
+                 be 1"
+                    .into(),
+            );
+        }
+        if target.body.len() > MAX_BODY {
+            return Err(format!("--body is at most {} KiB", MAX_BODY / 1024));
+        }
+        Ok(())
+    }
+
     fn sockets(&self) -> usize {
         self.connections.saturating_add(self.idle)
     }
 }
+
+/// The words for `--udp` with a service that answers no datagrams, the same in both tools.
+pub fn tcp_only(service: Service) -> String {
+    format!(
+        "--expect {service} is TCP only: a server of it binds no UDP socket, so leave out --udp"
+    )
+}
+
+/// The largest `--body`: every connection keeps `--pipeline` copies of its request ready to write.
+pub const MAX_BODY: usize = 1 << 20;
 
 /// The most sockets one run opens: Linux's default ceiling on one process's descriptors (`fs.nr_open`).
 pub const MAX_SOCKETS: usize = 1 << 20;
@@ -201,7 +260,12 @@ pub fn run(options: &LoadOptions, observer: &mut dyn FnMut(&Live)) -> io::Result
     } else {
         tcp::run(options, &sources, observer)?
     };
-    Ok(Report::new(options, tally, started.elapsed()))
+    let mut report = Report::new(options, tally, started.elapsed());
+    // Every datagram met "port unreachable": a server that serves TCP only, or none at all? One connect tells.
+    if options.udp && report.tally.connected == 0 && report.tally.refused > 0 {
+        report.tcp_answers = Some(target::tcp_answers(options.addr, options.timeout));
+    }
+    Ok(report)
 }
 
 /// The local addresses connections bind to before connecting, used round-robin. Empty means "let connect
@@ -262,6 +326,14 @@ pub struct Tally {
     pub udp_lost: u64,
     /// UDP replies that came after their request was counted lost (not wrong, not checked).
     pub udp_late: u64,
+    /// Connections the server closed after a response, as it said it would (HTTP's `Connection: close`),
+    /// and that were opened again for the requests still owed.
+    pub reopened: u64,
+    /// What every reply was checked against.
+    pub check: Check,
+    /// Open loop: requests that fell due within the run but were never sent, because every connection
+    /// already held `--pipeline` requests when the run ended. More than 0: the asked rate was not reached.
+    pub unsent: u64,
     pub request_bytes: u64,
     pub reply_bytes: u64,
     /// From the start of the load (every connection settled) to its last checked reply.
@@ -272,6 +344,32 @@ pub struct Tally {
     pub mismatches: Vec<Mismatch>,
     /// Why the load ended before its duration or request count, if it did.
     pub stopped_early: Option<EarlyStop>,
+}
+
+/// What a run checked its replies against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// What the service (`--expect`) sends for each request.
+    Service,
+    /// The server's own answer to one request made first (`--learn-reply`).
+    Learned,
+    /// An `http://` URL whose server is socklab's `http` service: what it sends, byte for byte but the `Date`.
+    SocklabHttp,
+    /// An `http://` URL of another server: each response's framing, and its status against the first
+    /// answer's.
+    Framing { status: u16 },
+}
+
+impl Check {
+    /// The name scripts see (`--json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Service => "service",
+            Check::Learned => "learned_reply",
+            Check::SocklabHttp => "socklab_http",
+            Check::Framing { .. } => "http_framing",
+        }
+    }
 }
 
 /// Why a run ended before it was due to.
@@ -309,6 +407,9 @@ impl Tally {
             other: 0,
             udp_lost: 0,
             udp_late: 0,
+            reopened: 0,
+            check: Check::Service,
+            unsent: 0,
             request_bytes: 0,
             reply_bytes: 0,
             load_time: Duration::ZERO,
@@ -375,150 +476,9 @@ impl Tally {
     }
 }
 
-/// When each request may go and when the load ends. Times are nanoseconds since the load started.
-struct Schedule {
-    rate: Option<f64>,
-    limit: Option<u64>,
-    end_ns: Option<u64>,
-    issued: u64,
-    stopped: bool,
-}
-
-impl Schedule {
-    fn new(options: &LoadOptions) -> Schedule {
-        let (limit, end_ns) = match options.stop {
-            Stop::Requests(n) => (Some(n), None),
-            Stop::Duration(d) => (None, Some(d.as_nanos().min(u64::MAX as u128) as u64)),
-        };
-        Schedule {
-            rate: options.rate,
-            limit,
-            end_ns,
-            issued: 0,
-            stopped: false,
-        }
-    }
-
-    /// The intended send time of the next request, if one may be sent at `now_ns`. Taking it counts it.
-    fn take(&mut self, now_ns: u64) -> Option<u64> {
-        if self.stopped || self.limit.is_some_and(|n| self.issued >= n) {
-            return None;
-        }
-        let intended = match self.rate {
-            None => now_ns,
-            Some(rate) => {
-                let due = (self.issued as f64 * 1e9 / rate) as u64;
-                // The run covers [0, duration): a request due at its very end belongs to no run.
-                if due > now_ns || self.end_ns.is_some_and(|end| due >= end) {
-                    return None;
-                }
-                due
-            }
-        };
-        self.issued += 1;
-        Some(intended)
-    }
-
-    /// Gives back a request taken but not sent (its socket could not take it): it is the next one again.
-    fn untake(&mut self) {
-        self.issued -= 1;
-    }
-
-    /// Stops issuing once the duration is over or every request has been issued. True when it stops now.
-    fn check_end(&mut self, now_ns: u64) -> bool {
-        if self.stopped {
-            return false;
-        }
-        // In open loop the run ends only once every request due before the end has gone out: requests that
-        // waited in the backlog for a free connection still count, with their latency from when they were due.
-        let backlog_sent = |end: u64| match self.rate {
-            None => true,
-            Some(rate) => (self.issued as f64 * 1e9 / rate) as u64 >= end,
-        };
-        let over = self
-            .end_ns
-            .is_some_and(|end| now_ns >= end && backlog_sent(end))
-            || self.limit.is_some_and(|n| self.issued >= n);
-        self.stopped = over;
-        over
-    }
-
-    /// How long the loop may sleep before something is due: the next open-loop request or the end.
-    fn wait(&self, now_ns: u64, backlogged: bool) -> Duration {
-        let mut wake = now_ns + 50_000_000;
-        if let (Some(rate), false, false) = (self.rate, backlogged, self.stopped) {
-            wake = wake.min((self.issued as f64 * 1e9 / rate) as u64);
-        }
-        if let (Some(end), false) = (self.end_ns, self.stopped) {
-            wake = wake.min(end);
-        }
-        Duration::from_nanos(wake.saturating_sub(now_ns))
-    }
-
-    fn total(&self) -> Option<u64> {
-        self.limit
-    }
-}
-
 /// Nanoseconds from `start` to `now`.
 fn nanos(start: Instant, now: Instant) -> u64 {
     now.saturating_duration_since(start)
         .as_nanos()
         .min(u64::MAX as u128) as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_loop_times_follow_the_rate_not_the_sender() {
-        let options = LoadOptions {
-            rate: Some(1000.0),
-            stop: Stop::Requests(5),
-            ..LoadOptions::default()
-        };
-        let mut s = Schedule::new(&options);
-        // At 2.5 ms three requests are due (0, 1, 2 ms), each with its own intended time.
-        assert_eq!(s.take(2_500_000), Some(0));
-        assert_eq!(s.take(2_500_000), Some(1_000_000));
-        assert_eq!(s.take(2_500_000), Some(2_000_000));
-        assert_eq!(s.take(2_500_000), None);
-        // Much later, the backlog keeps its intended times: latency includes the wait.
-        assert_eq!(s.take(50_000_000), Some(3_000_000));
-        assert_eq!(s.take(50_000_000), Some(4_000_000));
-        assert_eq!(s.take(50_000_000), None, "the limit holds");
-        assert!(s.check_end(50_000_000));
-    }
-
-    #[test]
-    fn closed_loop_sends_now_until_the_end() {
-        let options = LoadOptions {
-            stop: Stop::Duration(Duration::from_millis(10)),
-            ..LoadOptions::default()
-        };
-        let mut s = Schedule::new(&options);
-        assert_eq!(s.take(7), Some(7));
-        assert!(!s.check_end(9_999_999));
-        assert!(s.check_end(10_000_000));
-        assert_eq!(s.take(10_000_001), None);
-    }
-
-    #[test]
-    fn open_loop_for_one_second_sends_rate_requests() {
-        let options = LoadOptions {
-            rate: Some(100.0),
-            stop: Stop::Duration(Duration::from_secs(1)),
-            ..LoadOptions::default()
-        };
-        let mut s = Schedule::new(&options);
-        let mut sent = 0;
-        while s.take(1_000_000_000).is_some() {
-            sent += 1;
-        }
-        assert_eq!(
-            sent, 100,
-            "requests due at 0, 10, ..., 990 ms; not the one due at 1 s"
-        );
-    }
 }

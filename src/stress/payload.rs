@@ -5,7 +5,8 @@
 //! measures.
 //!
 //! The requests differ from each other (each carries its own two-letter or two-digit tag), so a reply
-//! delivered to the wrong request, repeated, or reordered does not pass as right.
+//! delivered to the wrong request, repeated, or reordered does not pass as right. An `http://` URL's run has
+//! one request instead, the URL's ([`Payloads::fixed`]), with what socklab's `http` service would answer.
 //!
 //! # Replies that vary
 //! Most services' replies are fixed bytes, compared byte for byte as they arrive. Some carry bytes that
@@ -48,9 +49,26 @@ pub struct Payloads {
 impl Payloads {
     /// `VARIANTS` requests of about `size` bytes for `service`, and their replies over TCP or UDP.
     pub fn new(size: usize, service: Service, udp: bool) -> Payloads {
-        let mut requests = Vec::with_capacity(VARIANTS);
-        let mut replies = Vec::with_capacity(VARIANTS);
-        let mut steady = Vec::with_capacity(VARIANTS);
+        Payloads::made(service, udp, VARIANTS, |variant| {
+            service.load_request(variant, size)
+        })
+    }
+
+    /// One request, given, and the reply `service` sends for it over TCP: every request is this one (an
+    /// `http://` URL's).
+    pub fn fixed(service: Service, request: Vec<u8>) -> Payloads {
+        Payloads::made(service, false, 1, |_| request.clone())
+    }
+
+    fn made(
+        service: Service,
+        udp: bool,
+        variants: usize,
+        request_of: impl Fn(usize) -> Vec<u8>,
+    ) -> Payloads {
+        let mut requests = Vec::with_capacity(variants);
+        let mut replies = Vec::with_capacity(variants);
+        let mut steady = Vec::with_capacity(variants);
         let greeting = if udp {
             Vec::new()
         } else {
@@ -58,10 +76,10 @@ impl Payloads {
             service.session().greeting(&mut out);
             out
         };
-        for variant in 0..VARIANTS {
-            let request = service.load_request(variant, size);
+        for variant in 0..variants {
+            let request = request_of(variant);
             let reply = if udp {
-                let mut out = Vec::with_capacity(size);
+                let mut out = Vec::with_capacity(request.len());
                 service.datagram(&request, &mut out);
                 out
             } else {
@@ -97,16 +115,22 @@ impl Payloads {
     /// by the service's rule when its last byte has come (for http: the same bytes but the `Date`). Only
     /// for a service that [`answers_alike`].
     pub fn learn(&mut self, reply: Vec<u8>) {
-        self.replies = vec![reply; VARIANTS];
-        self.steady = Some(vec![0; VARIANTS]);
+        self.replies = vec![reply; self.requests.len()];
+        self.steady = Some(vec![0; self.requests.len()]);
     }
 
+    /// Request `variant` (counted round the variants there are).
     pub fn request(&self, variant: usize) -> &[u8] {
-        &self.requests[variant % VARIANTS]
+        &self.requests[variant % self.requests.len()]
     }
 
     pub fn reply(&self, variant: usize) -> &[u8] {
-        &self.replies[variant % VARIANTS]
+        &self.replies[variant % self.replies.len()]
+    }
+
+    /// The longest request.
+    pub fn longest_request(&self) -> usize {
+        self.requests.iter().map(Vec::len).max().unwrap_or(0)
     }
 
     /// What the service says on every new connection before any reply (TCP; empty for most services).
@@ -123,7 +147,7 @@ impl Payloads {
     /// [`Payloads::same_reply`].
     pub fn steady(&self, variant: usize) -> usize {
         match &self.steady {
-            Some(steady) => steady[variant % VARIANTS],
+            Some(steady) => steady[variant % steady.len()],
             None => self.reply(variant).len(),
         }
     }

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::mismatch::{self, excerpt};
-use super::{EarlyStop, LoadOptions, Stop, Tally};
+use super::target::udp_unreachable;
+use super::{Check, EarlyStop, LoadOptions, Stop, Tally};
 use crate::service::Service;
 
 /// The shortest load a rate is given for: over less, a few replies would make any figure at all.
@@ -29,6 +30,9 @@ pub struct Report {
     pub tally: Tally,
     /// The whole run, connecting and draining included.
     pub wall: Duration,
+    /// UDP, when every socket met "port unreachable": whether a TCP connect to the same address was
+    /// accepted (a server that binds no UDP socket), asked once after the run. `None` when not asked.
+    pub tcp_answers: Option<bool>,
 }
 
 impl Report {
@@ -37,6 +41,7 @@ impl Report {
             options: options.clone(),
             tally,
             wall,
+            tcp_answers: None,
         }
     }
 
@@ -70,8 +75,29 @@ impl Report {
         ) / 1e6
     }
 
+    /// Open loop that ran to its end: whether every request due went out (`None` in closed loop, or when the
+    /// run stopped early).
+    pub fn rate_reached(&self) -> Option<bool> {
+        (self.options.rate.is_some() && self.tally.stopped_early.is_none())
+            .then_some(self.tally.unsent == 0)
+    }
+
+    /// Open loop over a duration: requests sent per second of it, the rate the run achieved against the one
+    /// asked (`None` otherwise).
+    pub fn achieved_rate(&self) -> Option<f64> {
+        match (self.options.rate, self.options.stop) {
+            (Some(_), Stop::Duration(d)) if !d.is_zero() => {
+                Some(self.tally.sent as f64 / d.as_secs_f64())
+            }
+            _ => None,
+        }
+    }
+
     /// The service every kept wrong reply is what another service sends, if one is.
     pub fn suggested_service(&self) -> Option<Service> {
+        if self.options.http.is_some() {
+            return None;
+        }
         mismatch::suggest(
             &self.tally.mismatches,
             self.options.expect,
@@ -104,16 +130,38 @@ impl Report {
         let mut hints = Vec::new();
         if t.connected == 0 && t.refused > 0 {
             hints.push(if o.udp {
-                format!(
-                    "every socket was refused (port unreachable): is socklab-server running on {}?",
-                    o.addr
-                )
+                match self.tcp_answers {
+                    Some(tcp) => format!(
+                        "every socket was refused: {}",
+                        udp_unreachable(o.addr, tcp)
+                    ),
+                    None => format!(
+                        "every socket was refused (port unreachable): is socklab-server running on {}?",
+                        o.addr
+                    ),
+                }
             } else {
                 format!(
                     "every connection was refused: is socklab-server running on {}?",
                     o.addr
                 )
             });
+        }
+        if self.rate_reached() == Some(false) {
+            hints.push(format!(
+                "the asked rate was not reached: {} of the {} requests due went out{}; the rest waited for a \
+                 free slot among the {} that --connections {} × --pipeline {} give, and the run ended first. \
+                 Offer more with -c or --pipeline, or ask a lower --rate",
+                t.sent,
+                t.sent + t.unsent,
+                match self.achieved_rate() {
+                    Some(r) => format!(" ({r:.0} req/s of the {} asked)", number_text(o.rate)),
+                    None => String::new(),
+                },
+                o.connections.saturating_mul(o.pipeline),
+                o.connections,
+                o.pipeline,
+            ));
         }
         if t.wrong > 0 && t.checked == 0 {
             hints.push(match self.suggested_service() {
@@ -144,13 +192,46 @@ impl Report {
         self.tally.latency.max() as f64 / 1e3
     }
 
+    /// Where the load went: `tcp 127.0.0.1:12000`, or a URL's method, the URL and its address.
+    fn target(&self) -> String {
+        let o = &self.options;
+        match &o.http {
+            Some(t) => format!(
+                "{} {} ({}){}",
+                t.method,
+                t.url,
+                o.addr,
+                if t.close_each {
+                    " · a connection per request"
+                } else {
+                    ""
+                }
+            ),
+            None => format!("{} {}", if o.udp { "udp" } else { "tcp" }, o.addr),
+        }
+    }
+
+    /// What every reply was checked against, in a few words.
+    fn checked_against(&self) -> String {
+        match self.tally.check {
+            Check::Service => format!("expect {}", self.options.expect),
+            Check::Learned => format!("expect {} as first answered", self.options.expect),
+            Check::SocklabHttp => "checked as socklab's http service sends".into(),
+            Check::Framing { status } => {
+                format!("checked by HTTP framing and status {status}, as first answered")
+            }
+        }
+    }
+
     /// One line saying what was run and what it gave, for a plot's title.
     pub fn title(&self) -> String {
         let o = &self.options;
+        let what = match &o.http {
+            Some(t) => format!("{} {}", t.method, t.url),
+            None => format!("{} {}", if o.udp { "udp" } else { "tcp" }, o.expect),
+        };
         format!(
-            "socklab-stress {} {} · {} {} · pipeline {} · {} · {} replies checked",
-            if o.udp { "udp" } else { "tcp" },
-            o.expect,
+            "socklab-stress {what} · {} {} · pipeline {} · {} · {} replies checked",
             o.connections,
             if o.udp { "sockets" } else { "connections" },
             o.pipeline,
@@ -168,13 +249,12 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} {} · {} {} · pipeline {} · {} B requests · {} · {} · expect {}{}",
-            if o.udp { "udp" } else { "tcp" },
-            o.addr,
+            "{} · {} {} · pipeline {} · {} B requests · {} · {} · {}{}",
+            self.target(),
             o.connections,
             if o.udp { "sockets" } else { "connections" },
             o.pipeline,
-            o.size,
+            o.http.as_ref().map_or(o.size, |t| t.request().len()),
             match o.rate {
                 Some(r) => format!("open loop {r} req/s"),
                 None => "closed loop".into(),
@@ -183,7 +263,7 @@ impl Report {
                 Stop::Duration(d) => format!("{:.1} s", d.as_secs_f64()),
                 Stop::Requests(n) => format!("{n} requests"),
             },
-            o.expect,
+            self.checked_against(),
             if o.idle > 0 {
                 format!(" · {} idle", o.idle)
             } else {
@@ -198,10 +278,38 @@ impl Report {
         if o.udp {
             let _ = writeln!(s, "udp         lost {}  late {}", t.udp_lost, t.udp_late);
         }
+        if let Some(reached) = self.rate_reached() {
+            let _ = writeln!(
+                s,
+                "open loop   asked {} req/s  sent {} of {} due{}: {}",
+                number_text(o.rate),
+                t.sent,
+                t.sent + t.unsent,
+                match self.achieved_rate() {
+                    Some(r) => format!(" ({r:.0} req/s)"),
+                    None => String::new(),
+                },
+                if reached {
+                    "reached"
+                } else {
+                    "NOT REACHED, the rest never went out (every connection was full)"
+                }
+            );
+        }
         let _ = writeln!(
             s,
-            "connections up {}  refused {}  reset {}  timed out {}  closed by server {}  other {}",
-            t.connected, t.refused, t.reset, t.timed_out, t.closed, t.other
+            "connections up {}  refused {}  reset {}  timed out {}  closed by server {}  other {}{}",
+            t.connected,
+            t.refused,
+            t.reset,
+            t.timed_out,
+            t.closed,
+            t.other,
+            if t.reopened > 0 {
+                format!("  reopened {} (closed by the server as it said)", t.reopened)
+            } else {
+                String::new()
+            }
         );
         if self.has_rate() {
             let _ = writeln!(
@@ -238,7 +346,12 @@ impl Report {
         if let Some(reason) = self.stop_reason() {
             let _ = writeln!(s, "{reason}");
         }
-        let _ = writeln!(s, "{}", if self.failed() { "FAILED" } else { "ok" });
+        let verdict = match (self.failed(), self.rate_reached()) {
+            (true, _) => "FAILED",
+            (false, Some(false)) => "ok, but below the asked rate",
+            (false, _) => "ok",
+        };
+        let _ = writeln!(s, "{verdict}");
         s
     }
 
@@ -249,6 +362,22 @@ impl Report {
         let _ = write!(s, "\"protocol\":\"{}\",", if o.udp { "udp" } else { "tcp" });
         // A socket address has no character JSON must escape.
         let _ = write!(s, "\"addr\":\"{}\",\"expect\":\"{}\",", o.addr, o.expect);
+        if let Some(target) = &o.http {
+            let _ = write!(
+                s,
+                "\"url\":{},\"method\":{},\"close_each\":{},",
+                json_string(&target.url),
+                json_string(&target.method),
+                target.close_each
+            );
+        }
+        let _ = write!(s, "\"check\":\"{}\",", t.check.name());
+        match t.check {
+            Check::Framing { status } => {
+                let _ = write!(s, "\"first_status\":{status},");
+            }
+            _ => s.push_str("\"first_status\":null,"),
+        }
         let _ = write!(
             s,
             "\"connections\":{},\"idle\":{},\"pipeline\":{},\"size\":{},",
@@ -267,8 +396,8 @@ impl Report {
         );
         let _ = write!(
             s,
-            "\"connected\":{},\"errors\":{{\"refused\":{},\"reset\":{},\"timed_out\":{},\"closed\":{},\"other\":{}}},",
-            t.connected, t.refused, t.reset, t.timed_out, t.closed, t.other
+            "\"connected\":{},\"reopened\":{},\"errors\":{{\"refused\":{},\"reset\":{},\"timed_out\":{},\"closed\":{},\"other\":{}}},",
+            t.connected, t.reopened, t.refused, t.reset, t.timed_out, t.closed, t.other
         );
         // No rate is null, not 0: a script must not average a non-measurement in.
         let rate = |x: f64| {
@@ -278,6 +407,14 @@ impl Report {
                 "null".into()
             }
         };
+        let _ = write!(
+            s,
+            "\"unsent\":{},\"rate_reached\":{},\"achieved_rate\":{},",
+            t.unsent,
+            self.rate_reached()
+                .map_or("null".to_string(), |r| r.to_string()),
+            self.achieved_rate().map_or("null".to_string(), number)
+        );
         let _ = write!(
             s,
             "\"load_seconds\":{},\"requests_per_second\":{},\"megabytes_per_second\":{},",
@@ -293,13 +430,15 @@ impl Report {
         s.push_str("\"wrong_samples\":[");
         for (i, m) in t.mismatches.iter().enumerate() {
             let from = m.first_difference().saturating_sub(16);
+            let from = if m.why.is_some() { 0 } else { from };
             let _ = write!(
                 s,
-                "{}{{\"request\":{},\"expected\":{},\"got\":{}}}",
+                "{}{{\"request\":{},\"expected\":{},\"got\":{},\"why\":{}}}",
                 if i > 0 { "," } else { "" },
                 json_string(&excerpt(&m.request, 0)),
                 json_string(&excerpt(&m.expected, from)),
-                json_string(&excerpt(&m.got, from))
+                json_string(&excerpt(&m.got, from)),
+                m.why.as_deref().map_or("null".to_string(), json_string)
             );
         }
         s.push_str("],");
@@ -318,6 +457,11 @@ impl Report {
         let _ = write!(s, "\"failed\":{}}}", self.failed());
         s
     }
+}
+
+/// A rate as it was asked: `1000`, `1000000000000`, `0.5` (no trailing `.0`); empty when there is none.
+fn number_text(rate: Option<f64>) -> String {
+    rate.map_or(String::new(), |r| format!("{r}"))
 }
 
 fn per_second(count: f64, time: Duration) -> f64 {

@@ -1,46 +1,35 @@
-//! The TCP load: many connections in one mio loop, each a pipeline of requests whose replies are checked as
-//! the bytes arrive. Replies on one stream come back in request order, so a connection keeps its requests in
-//! flight in a queue and compares each arriving byte with the next expected byte of the head's reply: any
-//! split of the stream is checked the same, and for a service whose replies are fixed bytes nothing is
-//! buffered but a cursor. A service whose replies vary (an HTTP `Date`) has each connection hold its head
-//! reply, in one buffer reused for every reply, until the service can judge it whole (`payload.rs` says
-//! how the two kinds are told apart). A service's greeting is checked once, before the first reply.
+//! The TCP side of the load (`driver::Transport` for connections): many connections, each a pipeline
+//! of requests whose replies are checked as the bytes arrive (`replies.rs` says how).
 //!
 //! Connections open a window at a time (`CONNECT_WINDOW`) so that ten thousand SYNs do not overflow the
 //! server's listen backlog and turn into one-second retransmits. The load starts when every connection has
-//! connected or failed.
+//! connected or failed. Requests are queued per connection as they are issued and written once per turn.
 //!
-//! One turn of the loop (`run`; its state is `Load`, one method per stage), numbered as in the comments:
-//!
-//! ```text
-//!  1 open connections ─► 2 poll ─► 3 dispatch by token ─┬─► connect finished: open
-//!    (a window at a time)                               └─► read, check replies ─► refill slots (closed loop)
-//!  4a before the load: connect timeouts, then the start │ 4b open loop: due requests, round robin
-//!  5 flush what was queued ─► 6 sweep stalled replies ─► 7 over? stop, drain, leave ─► 8 live counts ─► 1
-//! ```
+//! A connection whose server said it closes after a response (HTTP's `Connection: close`; `http.rs`) is
+//! opened again when the close comes, and the requests it still held are written again on the new one, with
+//! their latency still counted from when they were due; any other close ends the connection for the run.
 //!
 //! Walk-through: `docs/08-measuring.md`.
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::driver::{self, Core, Transport};
+use super::http::{self, HttpTarget, MAX_HEAD};
 use super::mismatch::{self, Mismatch};
 use super::payload::{self, Payloads, VARIANTS};
-use super::timer::{arm_before_poll, Timer, TIMER};
-use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
-use crate::net::{interrupted, would_block};
+use super::replies::{AtEnd, HttpRule, Inflight, Replies};
+use super::{nanos, Check, Live, LoadOptions, Tally};
+use crate::net::{interrupted, would_block, SHORT_READ_DRAINS};
 
 /// Connects in progress at once.
 const CONNECT_WINDOW: usize = 256;
-/// Readiness events taken from one poll.
-const EVENTS_CAPACITY: usize = 1024;
 /// How often connections are checked for a reply that stalled.
 const STALL_SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// The one read buffer every connection shares: the loop reads one connection at a time.
@@ -53,39 +42,19 @@ enum State {
     Closed,
 }
 
-/// A request in flight: which line it was and when it was meant to be sent.
-#[derive(Clone, Copy, Debug)]
-struct Inflight {
-    variant: u16,
-    intended_ns: u64,
-}
-
 /// One connection of the load.
 struct Conn {
     stream: TcpStream,
     state: State,
     /// Says nothing (or half a line): its only job is to be there.
     idle: bool,
-    inflight: VecDeque<Inflight>,
-    /// Bytes of the head request's reply already received and found right.
-    matched: usize,
-    /// Bytes of the service's greeting received (a connection's first bytes).
-    greeted: usize,
-    /// The head reply's bytes so far, when replies vary: it is judged whole once complete. Its capacity is
-    /// the longest reply, taken once, so holding costs no allocation per request.
-    held: Vec<u8>,
-    /// A reply has been checked on this connection: the next wrong one is not its first.
-    answered: bool,
+    /// A load connection that is up, or being opened again: it counts among those carrying the load.
+    live: bool,
+    replies: Replies,
     /// Requests taken but not yet written; reused, so it never allocates after the first turns.
     out: Vec<u8>,
     out_pos: usize,
     next_variant: usize,
-    /// Already in the loop's list of connections to flush this turn.
-    dirty: bool,
-    /// When this connection last saw a reply complete, or began waiting for one (ns since the load began).
-    /// A connection waiting longer than the timeout has stalled: it is counted timed out and closed, so a
-    /// server that stops answering ends the run instead of hanging it.
-    progress_ns: u64,
 }
 
 /// What a read turn found.
@@ -94,23 +63,28 @@ enum Turn {
     Fine,
     /// A reply differed from what its request must become.
     Wrong,
+    /// The server closed the connection as it said it would: open another for what is still owed.
+    Reopen,
     Failed(io::Error),
 }
 
 impl Conn {
     fn has_room(&self, pipeline: usize) -> bool {
-        self.state == State::Open && !self.idle && self.inflight.len() < pipeline
+        self.state == State::Open
+            && !self.idle
+            && !self.replies.closing
+            && self.replies.inflight.len() < pipeline
     }
 
     fn issue(&mut self, payloads: &Payloads, intended_ns: u64, now_ns: u64, tally: &mut Tally) {
-        if self.inflight.is_empty() {
-            self.progress_ns = now_ns;
+        if self.replies.inflight.is_empty() {
+            self.replies.progress_ns = now_ns;
         }
         let variant = self.next_variant % VARIANTS;
         self.next_variant += 1;
         let request = payloads.request(variant);
         self.out.extend_from_slice(request);
-        self.inflight.push_back(Inflight {
+        self.replies.inflight.push_back(Inflight {
             variant: variant as u16,
             intended_ns,
         });
@@ -141,151 +115,56 @@ impl Conn {
         &mut self,
         buf: &mut [u8],
         payloads: &Payloads,
+        http: Option<&HttpRule>,
         tally: &mut Tally,
         now_ns: u64,
         closing: bool,
     ) -> Turn {
         loop {
             match self.stream.read(buf) {
+                Ok(0) if self.idle => {
+                    return Turn::Failed(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed by the server",
+                    ))
+                }
                 Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "closed by the server");
-                    // A reply cut short is a wrong reply, not merely a missing one.
-                    if self.mid_reply(payloads) {
-                        if tally.wants_mismatch() {
-                            let before = self.accepted_of_head(payloads);
-                            tally.mismatches.push(self.mismatch(payloads, before, &[]));
-                        }
-                        return Turn::Wrong;
+                    return match self.replies.at_end(payloads, http, tally, now_ns) {
+                        AtEnd::Expected => Turn::Reopen,
+                        AtEnd::Wrong => Turn::Wrong,
+                        AtEnd::Unexpected => Turn::Failed(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "closed by the server",
+                        )),
                     }
-                    return Turn::Failed(e);
                 }
                 Ok(n) => {
                     if self.idle {
                         tally.reply_bytes += n as u64;
-                    } else if let Err(wrong) = self.check(&buf[..n], payloads, tally, now_ns) {
+                    } else if let Err(wrong) =
+                        self.replies.check(&buf[..n], payloads, http, tally, now_ns)
+                    {
                         if let Some(mut kept) = wrong {
                             self.read_waiting(&mut kept, buf);
                             tally.mismatches.push(kept);
                         }
                         return Turn::Wrong;
                     }
-                    // A read that did not fill the buffer took all the socket had. The usual read to see
-                    // WouldBlock would cost a syscall per event for nothing: epoll (and kqueue) signal again
-                    // when more bytes arrive, edge-triggered or not, and a close that came with these bytes is
-                    // known from the event (`closing`). Tokio makes the same choice. It keeps the tool lighter
-                    // than a server, which must drain each socket.
-                    if n < buf.len() && !closing {
+                    // The short-read rule (`net::SHORT_READ_DRAINS`): a read that did not fill the buffer
+                    // took all the socket had. The usual read to see WouldBlock would cost a syscall per event
+                    // for nothing: epoll (and kqueue) signal again when more bytes arrive, and a close that
+                    // came with these bytes is known from the event (`closing`). Tokio makes the same choice.
+                    // Not on Windows, where mio promises no new event until a read has said WouldBlock.
+                    if SHORT_READ_DRAINS && n < buf.len() && !closing {
                         return Turn::Fine;
                     }
                 }
                 Err(ref e) if would_block(e) => return Turn::Fine,
                 Err(ref e) if interrupted(e) => {}
+                // A server that said it closes may reset instead, for requests it will not read: as said.
+                Err(_) if self.replies.closing => return Turn::Reopen,
                 Err(e) => return Turn::Failed(e),
             }
-        }
-    }
-
-    /// Matches `data` against the greeting and the replies expected next. At the first wrong byte
-    /// (including bytes no request asked for) it fails, with the wrong reply if the run still keeps them.
-    ///
-    /// Bytes a reply always has are compared as they arrive; a reply whose later bytes vary (see
-    /// [`Payloads::steady`]) is also held until its last byte, then judged whole by the service.
-    fn check(
-        &mut self,
-        mut data: &[u8],
-        payloads: &Payloads,
-        tally: &mut Tally,
-        now_ns: u64,
-    ) -> Result<(), Option<Mismatch>> {
-        let greeting = payloads.greeting();
-        if self.greeted < greeting.len() && !data.is_empty() {
-            let expected = &greeting[self.greeted..];
-            let n = expected.len().min(data.len());
-            if data[..n] != expected[..n] {
-                return Err(tally
-                    .wants_mismatch()
-                    .then(|| self.mismatch(payloads, &[], data)));
-            }
-            self.greeted += n;
-            data = &data[n..];
-            if self.greeted == greeting.len() {
-                tally.reply_bytes += greeting.len() as u64;
-            }
-        }
-        while !data.is_empty() {
-            let Some(head) = self.inflight.front().copied() else {
-                return Err(tally
-                    .wants_mismatch()
-                    .then(|| self.mismatch(payloads, &[], data)));
-            };
-            let variant = head.variant as usize;
-            let reply = payloads.reply(variant);
-            let n = (reply.len() - self.matched).min(data.len());
-            let steady = payloads.steady(variant).saturating_sub(self.matched).min(n);
-            if data[..steady] != reply[self.matched..self.matched + steady] {
-                let before = self.accepted_of_head(payloads);
-                return Err(tally
-                    .wants_mismatch()
-                    .then(|| self.mismatch(payloads, before, data)));
-            }
-            if !payloads.exact() {
-                self.held.extend_from_slice(&data[..n]);
-            }
-            self.matched += n;
-            data = &data[n..];
-            if self.matched < reply.len() {
-                continue;
-            }
-            if !payloads.exact() && !payloads.same_reply(variant, &self.held) {
-                return Err(tally
-                    .wants_mismatch()
-                    .then(|| self.mismatch(payloads, &self.held, data)));
-            }
-            self.held.clear();
-            tally
-                .latency
-                .saturating_record(now_ns.saturating_sub(head.intended_ns).max(1));
-            tally.checked += 1;
-            tally.reply_bytes += reply.len() as u64;
-            self.matched = 0;
-            self.answered = true;
-            self.inflight.pop_front();
-            self.progress_ns = now_ns;
-        }
-        Ok(())
-    }
-
-    /// Whether the stream stopped inside the greeting or a reply.
-    fn mid_reply(&self, payloads: &Payloads) -> bool {
-        self.matched > 0 || (self.greeted > 0 && self.greeted < payloads.greeting().len())
-    }
-
-    /// The head reply's bytes received so far, all found right.
-    fn accepted_of_head<'p>(&'p self, payloads: &'p Payloads) -> &'p [u8] {
-        match self.inflight.front() {
-            Some(_) if !payloads.exact() => &self.held,
-            Some(head) => &payloads.reply(head.variant as usize)[..self.matched],
-            None => &[],
-        }
-    }
-
-    /// The head request's wrong reply: `before` is what had come of it and was right, `rest` the bytes
-    /// from where checking stopped. The first reply on a connection is shown with the greeting.
-    fn mismatch(&self, payloads: &Payloads, before: &[u8], rest: &[u8]) -> Mismatch {
-        let head = self.inflight.front();
-        let request = head.map_or(&[][..], |h| payloads.request(h.variant as usize));
-        let reply = head.map_or(&[][..], |h| payloads.reply(h.variant as usize));
-        let first = !self.answered;
-        let greeting = if first { payloads.greeting() } else { &[] };
-        let expected = [greeting, reply].concat();
-        let greeted = &greeting[..self.greeted.min(greeting.len())];
-        let mut got = [greeted, before, rest].concat();
-        got.truncate(expected.len() + mismatch::EXTRA);
-        Mismatch {
-            request: request.to_vec(),
-            expected,
-            got,
-            first,
         }
     }
 
@@ -311,14 +190,13 @@ impl Conn {
         if self.state == State::Closed {
             return;
         }
-        tally.unanswered += self.inflight.len() as u64;
-        self.inflight.clear();
+        tally.unanswered += self.replies.inflight.len() as u64;
+        self.replies.inflight.clear();
         self.state = State::Closed;
         let _ = registry.deregister(&mut self.stream);
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
-
 /// How long a reply being learned may pause before it counts as whole (`--learn-reply`): on loopback a
 /// response a server writes at once arrives in far less.
 const LEARN_QUIET: Duration = Duration::from_millis(200);
@@ -366,6 +244,48 @@ fn learn_reply(options: &LoadOptions, request: &[u8]) -> io::Result<Vec<u8>> {
     Ok(reply)
 }
 
+/// An `http://` URL's run: the request, the server's own first answer to it, and from that answer how every
+/// response is checked: byte for byte but the `Date` if it is what socklab's `http` service sends (the server
+/// is socklab), or by its framing and status otherwise (`http.rs`).
+fn for_url(
+    options: &LoadOptions,
+    target: &HttpTarget,
+) -> io::Result<(Payloads, Option<HttpRule>, Check)> {
+    let request = target.request();
+    let (first, response) =
+        http::first_answer(options.addr, &request, target.is_head(), options.timeout).map_err(
+            |e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("asking {} for a first answer: {e}", target.url),
+                )
+            },
+        )?;
+    // What socklab's own http service answers to this request, made the way the server makes it.
+    let socklab = http::socklab_service();
+    let payloads = Payloads::fixed(socklab.unwrap_or(options.expect), request);
+    if !response.closes
+        && socklab.is_some_and(|socklab| socklab.same_reply(payloads.reply(0), &first))
+    {
+        log::debug!(
+            "{} is socklab's http service: every response is checked byte for byte but its Date",
+            target.url
+        );
+        return Ok((payloads, None, Check::SocklabHttp));
+    }
+    log::debug!(
+        "{} first answered {}: every response is checked by its framing and for that status",
+        target.url,
+        response.status
+    );
+    let status = response.status;
+    Ok((
+        payloads,
+        Some(HttpRule { status, first }),
+        Check::Framing { status },
+    ))
+}
+
 /// Starts a non-blocking connect, from `source` if given.
 fn open(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -379,90 +299,78 @@ fn open(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
     }
     match socket.connect(&addr.into()) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || would_block(&e) => {}
+        Err(e) if crate::sys::connect_in_progress(&e) => {}
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
 }
 
-/// The whole TCP run: connect, load, drain. One turn of the loop runs the stages in the order the module's
-/// picture numbers them.
+/// The whole TCP run: the replies to expect (learned first, if asked), then connect, load and drain in the
+/// shared loop.
 pub(super) fn run(
     options: &LoadOptions,
     sources: &[SocketAddr],
     observer: &mut dyn FnMut(&Live),
 ) -> io::Result<Tally> {
-    let mut load = Load::new(options, sources)?;
-    let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    loop {
-        // 1. Open more connections while the connect window has room.
-        load.open_connections()?;
-        // 2. Wait for readiness, the next due request or the end of the load.
-        if !load.poll(&mut events)? {
-            continue;
+    let total = options.connections + options.idle;
+    let (payloads, http, check) = match &options.http {
+        Some(target) => for_url(options, target)?,
+        None => {
+            let mut payloads = Payloads::new(options.size, options.expect, false);
+            let check = if options.learn_reply {
+                payloads.learn(learn_reply(options, payloads.request(0))?);
+                Check::Learned
+            } else {
+                Check::Service
+            };
+            (payloads, None, check)
         }
-        // Every later stage of the turn sees the time the poll returned.
-        let now = Instant::now();
-        let now_ns = load.load_ns(now);
-        // 3. Each event: a connect that finished, or replies to check and the slots they free.
-        for event in events.iter() {
-            load.dispatch(event, now, now_ns);
-        }
-        if load.start.is_none() {
-            // 4a. Before the load: connects that took too long; the start, once every connect has settled.
-            load.settle_connects(now);
-        } else {
-            // 4b. During an open-loop load: every due request to the next connection with room.
-            load.hand_out_due(now_ns);
-        }
-        // 5. Write what this turn queued.
-        load.flush_queued();
-        // 6. Close connections whose replies stalled past the timeout.
-        load.sweep_stalled(now, now_ns);
-        // 7. Stop issuing at the end, drain the replies still due, and leave once they came.
-        if load.is_over(now, now_ns) {
-            break;
-        }
-        // 8. The live counts, a few times a second.
-        load.report_live(now, observer);
-    }
-    Ok(load.finish())
+    };
+    // A response head that comes in pieces is gathered per connection: room for twice the first one's, once.
+    let head_room = http.as_ref().map_or(0, |rule| {
+        let head = rule.first.windows(4).position(|w| w == b"\r\n\r\n");
+        (2 * head.unwrap_or(rule.first.len())).clamp(512, MAX_HEAD)
+    });
+    let head_request = options.http.as_ref().is_some_and(HttpTarget::is_head);
+    let mut core = Core::new(options, payloads, total)?;
+    core.tally.check = check;
+    let mut tcp = Tcp {
+        sources,
+        total,
+        http,
+        head_room,
+        head_request,
+        buf: vec![0u8; READ_BUFFER],
+        conns: Vec::with_capacity(total),
+        connecting: 0,
+        connect_started: Vec::with_capacity(total),
+        live_load: 0,
+        attempted: 0,
+        load_conns: 0,
+    };
+    driver::run(core, &mut tcp, observer)
 }
 
-/// One TCP run's state: what every stage of a turn shares.
-struct Load<'a> {
-    options: &'a LoadOptions,
+/// The TCP side of a run: its connections and what the loop needs to know of them.
+struct Tcp<'a> {
     sources: &'a [SocketAddr],
-    payloads: Payloads,
-    tally: Tally,
-    poll: Poll,
-    timer: Timer,
+    /// Connections to open, load and idle.
+    total: usize,
+    /// Another HTTP server's responses: checked by their framing and status, not against `Payloads`.
+    http: Option<HttpRule>,
+    /// Bytes each connection keeps for a response head that comes in pieces (0 without `http`).
+    head_room: usize,
+    /// Every request is a `HEAD`: no response has a body.
+    head_request: bool,
     /// The read buffer every connection shares.
     buf: Vec<u8>,
     /// Load connections first, then idle ones; a connection's index is its token.
     conns: Vec<Conn>,
     /// Connects started and not yet settled.
     connecting: usize,
-    /// Connections with requests queued this turn, to flush.
-    dirty: Vec<usize>,
-    schedule: Schedule,
-    timeout_ns: u64,
-    /// When the run began (connecting included).
-    origin: Instant,
-    /// When each connect started (ns since `origin`): connect deadlines count from there.
+    /// When each connection's connect started (ns since the run began): connect deadlines count from there.
     connect_started: Vec<u64>,
-    /// When the load began: every connection settled.
-    start: Option<Instant>,
-    /// The load is over; the replies still due are awaited until then.
-    drain_until: Option<Instant>,
-    last_reply: Option<Instant>,
-    next_live: Instant,
-    next_sweep: Instant,
-    /// The open loop's next connection to try.
-    rr: usize,
-    /// Every connection was full when requests were due: the open loop waits for replies, not the timer.
-    backlogged: bool,
-    /// Load connections still open.
+    /// Load connections up (or being opened again).
     live_load: usize,
     /// Connects tried, whether they started or not.
     attempted: usize,
@@ -470,78 +378,108 @@ struct Load<'a> {
     load_conns: usize,
 }
 
-impl<'a> Load<'a> {
-    fn new(options: &'a LoadOptions, sources: &'a [SocketAddr]) -> io::Result<Load<'a>> {
-        let poll = Poll::new()?;
-        let timer = Timer::new(poll.registry())?;
-        let total = options.connections + options.idle;
-        let origin = Instant::now();
-        let mut payloads = Payloads::new(options.size, options.expect, false);
-        if options.learn_reply {
-            payloads.learn(learn_reply(options, payloads.request(0))?);
+impl Tcp<'_> {
+    /// The source address connection `i` binds to, if connections are spread.
+    fn source(&self, i: usize) -> Option<SocketAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()])
+    }
+
+    /// Closes connection `i` for the rest of the run (a failure or a wrong reply, counted by the caller).
+    fn drop_conn(&mut self, core: &mut Core, i: usize) {
+        let conn = &mut self.conns[i];
+        if conn.live {
+            conn.live = false;
+            self.live_load -= 1;
         }
-        Ok(Load {
-            options,
-            sources,
-            payloads,
-            tally: Tally::new(),
-            poll,
-            timer,
-            buf: vec![0u8; READ_BUFFER],
-            conns: Vec::with_capacity(total),
-            connecting: 0,
-            dirty: Vec::new(),
-            schedule: Schedule::new(options),
-            timeout_ns: options.timeout.as_nanos().min(u64::MAX as u128) as u64,
-            origin,
-            connect_started: Vec::with_capacity(total),
-            start: None,
-            drain_until: None,
-            last_reply: None,
-            next_live: origin + LIVE_EVERY,
-            next_sweep: origin,
-            rr: 0,
-            backlogged: false,
-            live_load: 0,
-            attempted: 0,
-            load_conns: 0,
-        })
+        conn.close(core.poll.registry(), &mut core.tally);
     }
 
-    fn total(&self) -> usize {
-        self.options.connections + self.options.idle
+    /// Connection `i` was closed by the server as it said it would be: a new connection takes its place,
+    /// and the requests it still held (sent or not) are written again on it, keeping their intended times.
+    fn reopen(&mut self, core: &mut Core, i: usize, now_ns: u64) {
+        let source = self.source(i);
+        let registry = core.poll.registry();
+        let _ = registry.deregister(&mut self.conns[i].stream);
+        let opened = open(core.options.addr, source).and_then(|mut stream| {
+            registry.register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        match opened {
+            Ok(stream) => {
+                let conn = &mut self.conns[i];
+                // The old stream is dropped here, closed after the server's own close: no TIME_WAIT on
+                // this side.
+                conn.stream = stream;
+                conn.state = State::Connecting;
+                conn.replies.restart(now_ns);
+                conn.out.clear();
+                conn.out_pos = 0;
+                for request in &conn.replies.inflight {
+                    conn.out
+                        .extend_from_slice(core.payloads.request(request.variant as usize));
+                }
+                self.connecting += 1;
+                self.connect_started[i] = nanos(core.origin, Instant::now());
+                core.tally.reopened += 1;
+            }
+            Err(e) => {
+                core.tally.fail(&e);
+                self.drop_conn(core, i);
+            }
+        }
     }
 
-    /// Nanoseconds since the load began (0 before it has).
-    fn load_ns(&self, now: Instant) -> u64 {
-        self.start.map_or(0, |s| nanos(s, now))
+    fn new_conn(&self, stream: TcpStream, idle: bool, i: usize, core: &Core) -> Conn {
+        let payloads = &core.payloads;
+        let pipeline = core.options.pipeline;
+        let held = if payloads.exact() || idle || self.http.is_some() {
+            0
+        } else {
+            payloads.longest_reply()
+        };
+        let head = if idle { 0 } else { self.head_room };
+        Conn {
+            stream,
+            state: State::Connecting,
+            idle,
+            live: false,
+            replies: Replies::new(pipeline, held, head, self.head_request),
+            out: Vec::with_capacity(pipeline * payloads.longest_request()),
+            out_pos: 0,
+            // Neighbouring connections start on different lines, so a reply crossing connections shows.
+            next_variant: i,
+        }
     }
+}
 
-    /// Stage 1. Only connects that start are kept, so a connection's index in `conns` is its token; load
-    /// connections come first, then idle ones.
-    fn open_connections(&mut self) -> io::Result<()> {
-        while self.attempted < self.total() && self.connecting < CONNECT_WINDOW {
-            let source = (!self.sources.is_empty())
-                .then(|| self.sources[self.attempted % self.sources.len()]);
-            let idle = self.attempted >= self.options.connections;
+impl Transport for Tcp<'_> {
+    const SWEEP_EVERY: Duration = STALL_SWEEP_EVERY;
+    const DRAIN_SLACK: Duration = Duration::ZERO;
+
+    /// Only connects that start are kept, so a connection's index in `conns` is its token; load connections
+    /// come first, then idle ones. At most `CONNECT_WINDOW` are in progress at once.
+    fn open(&mut self, core: &mut Core) -> io::Result<()> {
+        let options = core.options;
+        while self.attempted < self.total && self.connecting < CONNECT_WINDOW {
+            let idle = self.attempted >= options.connections;
+            let source = self.source(self.attempted);
             self.attempted += 1;
-            match open(self.options.addr, source) {
+            match open(options.addr, source) {
                 Ok(mut stream) => {
                     let i = self.conns.len();
-                    self.poll.registry().register(
+                    core.poll.registry().register(
                         &mut stream,
                         Token(i),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
-                    self.conns.push(new_conn(
-                        stream,
-                        idle,
-                        i,
-                        self.options.pipeline,
-                        &self.payloads,
-                    ));
+                    let conn = self.new_conn(stream, idle, i, core);
+                    self.conns.push(conn);
                     self.connect_started
-                        .push(nanos(self.origin, Instant::now()));
+                        .push(nanos(core.origin, Instant::now()));
                     self.connecting += 1;
                     if !idle {
                         self.load_conns += 1;
@@ -549,298 +487,171 @@ impl<'a> Load<'a> {
                 }
                 Err(e) => {
                     log::debug!("connect {}: {e}", self.attempted);
-                    self.tally.fail(&e);
+                    core.tally.fail(&e);
                 }
             }
         }
         Ok(())
     }
 
-    /// Stage 2. False if the poll was interrupted (the turn starts again).
-    fn poll(&mut self, events: &mut Events) -> io::Result<bool> {
-        let now_ns = self.load_ns(Instant::now());
-        let wait = match (self.start, self.drain_until) {
-            (None, _) => Duration::from_millis(50),
-            (Some(_), Some(until)) => until
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(50)),
-            (Some(_), None) => self.schedule.wait(now_ns, self.backlogged),
-        };
-        arm_before_poll(&self.timer, wait, self.options.rate.is_some());
-        match self.poll.poll(events, Some(wait)) {
-            Ok(()) => Ok(true),
-            Err(e) if interrupted(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
+    fn settled(&self) -> bool {
+        self.attempted == self.total && self.connecting == 0
     }
 
-    /// Stage 3: one event.
-    fn dispatch(&mut self, event: &Event, now: Instant, now_ns: u64) {
-        if event.token() == TIMER {
-            self.timer.clear();
-            return;
-        }
-        let i = event.token().0;
-        let Some(conn) = self.conns.get_mut(i) else {
-            return;
-        };
-        match conn.state {
-            State::Closed => {}
-            State::Connecting => match connected(&conn.stream) {
-                Ok(false) => {}
-                Ok(true) => {
-                    self.connecting -= 1;
-                    conn.state = State::Open;
-                    self.tally.connected += 1;
-                    if !conn.idle {
-                        self.live_load += 1;
-                    }
-                }
-                Err(e) => {
-                    self.connecting -= 1;
-                    self.tally.fail(&e);
-                    conn.close(self.poll.registry(), &mut self.tally);
-                }
-            },
-            State::Open => {
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    let checked = self.tally.checked;
-                    let closing = event.is_read_closed() || event.is_error();
-                    let outcome = conn.read(
-                        &mut self.buf,
-                        &self.payloads,
-                        &mut self.tally,
-                        now_ns,
-                        closing,
-                    );
-                    if self.tally.checked > checked {
-                        self.last_reply = Some(now);
-                    }
-                    let failed = match outcome {
-                        Turn::Fine => false,
-                        Turn::Wrong => {
-                            // The stream is out of step now: every later byte would be "wrong" too.
-                            self.tally.wrong += 1;
-                            conn.inflight.pop_front();
-                            true
-                        }
-                        Turn::Failed(e) => {
-                            // Once the load is over, a server closing an idle connection is no failure.
-                            if !(conn.idle && self.drain_until.is_some()) {
-                                self.tally.fail(&e);
-                            }
-                            true
-                        }
-                    };
-                    if failed {
-                        if !conn.idle {
-                            self.live_load -= 1;
-                        }
-                        conn.close(self.poll.registry(), &mut self.tally);
-                        return;
-                    }
-                }
-                // Closed loop: every completed reply frees a slot for the next request.
-                if self.start.is_some() && self.options.rate.is_none() {
-                    while conn.has_room(self.options.pipeline) {
-                        let Some(at) = self.schedule.take(now_ns) else {
-                            break;
-                        };
-                        conn.issue(&self.payloads, at, now_ns, &mut self.tally);
-                    }
-                }
-                if !conn.dirty {
-                    conn.dirty = true;
-                    self.dirty.push(i);
-                }
+    /// Half the idle connections start a request and never finish it.
+    fn begin(&mut self, core: &mut Core) {
+        for i in self.load_conns..self.conns.len() {
+            let conn = &mut self.conns[i];
+            if conn.state == State::Open && i % 2 == 0 {
+                let request = core.payloads.request(0);
+                conn.out.extend_from_slice(&request[..request.len() / 2]);
+                core.touch(i);
             }
         }
     }
 
-    /// Stage 4a: connects that took too long fail; once every connect has settled, the load starts with
-    /// each connection's first requests (closed loop) or half a line (half the idle ones).
-    fn settle_connects(&mut self, now: Instant) {
-        let elapsed = nanos(self.origin, now);
-        for (i, conn) in self.conns.iter_mut().enumerate() {
-            if conn.state == State::Connecting
-                && elapsed.saturating_sub(self.connect_started[i]) > self.timeout_ns
-            {
+    fn load_count(&self) -> usize {
+        self.load_conns
+    }
+
+    fn live(&self) -> usize {
+        self.live_load
+    }
+
+    fn has_room(&self, i: usize, pipeline: usize) -> bool {
+        self.conns[i].has_room(pipeline)
+    }
+
+    fn issue(&mut self, core: &mut Core, i: usize, intended_ns: u64, now_ns: u64) -> bool {
+        self.conns[i].issue(&core.payloads, intended_ns, now_ns, &mut core.tally);
+        true
+    }
+
+    /// Writes what the connection queued; a connection that cannot be written fails. Nothing more is
+    /// written to a server that said it closes: what is queued goes on the next connection.
+    fn flush(&mut self, core: &mut Core, i: usize) {
+        if self.conns[i].state != State::Open || self.conns[i].replies.closing {
+            return;
+        }
+        if let Err(e) = self.conns[i].flush() {
+            core.tally.fail(&e);
+            self.drop_conn(core, i);
+        }
+    }
+
+    /// Connects that took longer than the timeout fail; during the load, a connection waiting longer than
+    /// the timeout for a reply has stalled: timed out, closed.
+    fn sweep(&mut self, core: &mut Core, now: Instant, now_ns: u64) {
+        let elapsed = nanos(core.origin, now);
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            let slow_connect = conn.state == State::Connecting
+                && elapsed.saturating_sub(self.connect_started[i]) > core.timeout_ns;
+            // Waiting for a reply, or for the close a server said would come.
+            let waiting = !conn.replies.inflight.is_empty() || conn.replies.closing;
+            let stalled = core.start.is_some()
+                && conn.state == State::Open
+                && waiting
+                && now_ns.saturating_sub(conn.replies.progress_ns) > core.timeout_ns;
+            if slow_connect {
                 self.connecting -= 1;
-                self.tally.fail(&io::Error::new(
+                core.tally.fail(&io::Error::new(
                     io::ErrorKind::TimedOut,
                     "connect timed out",
                 ));
-                conn.close(self.poll.registry(), &mut self.tally);
-            }
-        }
-        if self.attempted < self.total() || self.connecting > 0 {
-            return;
-        }
-        self.start = Some(now);
-        log::info!(
-            "{} of {} connections up in {:?}; load starts",
-            self.tally.connected,
-            self.total(),
-            now - self.origin
-        );
-        for (i, conn) in self.conns.iter_mut().enumerate() {
-            if conn.state != State::Open {
-                continue;
-            }
-            if conn.idle {
-                // Half the idle connections start a line and never finish it.
-                if i % 2 == 0 {
-                    let request = self.payloads.request(0);
-                    conn.out.extend_from_slice(&request[..request.len() / 2]);
-                }
-            } else if self.options.rate.is_none() {
-                while conn.has_room(self.options.pipeline) {
-                    let Some(at) = self.schedule.take(0) else {
-                        break;
-                    };
-                    conn.issue(&self.payloads, at, 0, &mut self.tally);
-                }
-            }
-            conn.dirty = true;
-            self.dirty.push(i);
-        }
-    }
-
-    /// Stage 4b: open loop, every due request to the next load connection with room, round robin.
-    fn hand_out_due(&mut self, now_ns: u64) {
-        if self.options.rate.is_none() || self.schedule.stopped || self.load_conns == 0 {
-            return;
-        }
-        self.backlogged = false;
-        let load = self.load_conns;
-        'due: loop {
-            let mut tried = 0;
-            while !self.conns[self.rr].has_room(self.options.pipeline) {
-                self.rr = (self.rr + 1) % load;
-                tried += 1;
-                if tried == load {
-                    self.backlogged = true;
-                    break 'due;
-                }
-            }
-            let Some(at) = self.schedule.take(now_ns) else {
-                break;
-            };
-            let conn = &mut self.conns[self.rr];
-            conn.issue(&self.payloads, at, now_ns, &mut self.tally);
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(self.rr);
-            }
-            self.rr = (self.rr + 1) % load;
-        }
-    }
-
-    /// Stage 5: writes what each connection queued this turn; a connection that cannot be written fails.
-    fn flush_queued(&mut self) {
-        for i in self.dirty.drain(..) {
-            let conn = &mut self.conns[i];
-            conn.dirty = false;
-            if conn.state != State::Open {
-                continue;
-            }
-            if let Err(e) = conn.flush() {
-                self.tally.fail(&e);
-                if !conn.idle {
-                    self.live_load -= 1;
-                }
-                conn.close(self.poll.registry(), &mut self.tally);
-            }
-        }
-    }
-
-    /// Stage 6: a connection waiting longer than the timeout for a reply has stalled: timed out, closed.
-    fn sweep_stalled(&mut self, now: Instant, now_ns: u64) {
-        if self.start.is_none() || now < self.next_sweep {
-            return;
-        }
-        self.next_sweep = now + STALL_SWEEP_EVERY;
-        for conn in self.conns.iter_mut() {
-            let waiting = conn.state == State::Open && !conn.inflight.is_empty();
-            if waiting && now_ns.saturating_sub(conn.progress_ns) > self.timeout_ns {
-                self.tally.fail(&io::Error::new(
+                self.drop_conn(core, i);
+            } else if stalled {
+                core.tally.fail(&io::Error::new(
                     io::ErrorKind::TimedOut,
                     "no reply within the timeout",
                 ));
-                self.live_load -= 1;
-                conn.close(self.poll.registry(), &mut self.tally);
+                self.drop_conn(core, i);
             }
         }
     }
 
-    /// Stage 7: at the end of the schedule (or with no load connection left) stop issuing and drain for
-    /// at most the timeout. True once every request is settled or the drain is over.
-    fn is_over(&mut self, now: Instant, now_ns: u64) -> bool {
-        let Some(started) = self.start else {
+    /// A connect that finished, or replies to read and check.
+    fn event(&mut self, core: &mut Core, i: usize, event: &Event, now_ns: u64) -> bool {
+        let Some(conn) = self.conns.get_mut(i) else {
             return false;
         };
-        let ended = self.schedule.check_end(now_ns);
-        if (ended || self.live_load == 0) && self.drain_until.is_none() {
-            if !ended && !self.schedule.stopped {
-                self.tally.stopped_early = Some(self.tally.early_stop());
+        match conn.state {
+            State::Closed => false,
+            State::Connecting => match connected(&conn.stream) {
+                Ok(false) => false,
+                Ok(true) => {
+                    self.connecting -= 1;
+                    conn.state = State::Open;
+                    if conn.live {
+                        // Opened again: what it still owes is written now.
+                        return true;
+                    }
+                    core.tally.connected += 1;
+                    if !conn.idle {
+                        conn.live = true;
+                        self.live_load += 1;
+                    }
+                    core.start.is_some()
+                }
+                Err(e) => {
+                    self.connecting -= 1;
+                    core.tally.fail(&e);
+                    self.drop_conn(core, i);
+                    false
+                }
+            },
+            State::Open => {
+                if !(event.is_readable() || event.is_read_closed() || event.is_error()) {
+                    return true;
+                }
+                let closing = event.is_read_closed() || event.is_error();
+                let outcome = conn.read(
+                    &mut self.buf,
+                    &core.payloads,
+                    self.http.as_ref(),
+                    &mut core.tally,
+                    now_ns,
+                    closing,
+                );
+                match outcome {
+                    Turn::Fine => true,
+                    Turn::Wrong => {
+                        // The stream is out of step now: every later byte would be "wrong" too.
+                        core.tally.wrong += 1;
+                        conn.replies.inflight.pop_front();
+                        self.drop_conn(core, i);
+                        false
+                    }
+                    Turn::Reopen if core.draining() && conn.replies.inflight.is_empty() => {
+                        // The load is over and nothing is owed: no need for another connection.
+                        self.drop_conn(core, i);
+                        false
+                    }
+                    Turn::Reopen => {
+                        self.reopen(core, i, now_ns);
+                        false
+                    }
+                    Turn::Failed(e) => {
+                        // Once the load is over, a server closing an idle connection is no failure.
+                        if !(conn.idle && core.draining()) {
+                            core.tally.fail(&e);
+                        }
+                        self.drop_conn(core, i);
+                        false
+                    }
+                }
             }
-            self.schedule.stopped = true;
-            self.drain_until = Some(now + self.options.timeout);
         }
-        if let Some(until) = self.drain_until {
-            if self.tally.outstanding() == 0 || now >= until {
-                self.tally.load_time = self
-                    .last_reply
-                    .unwrap_or(now)
-                    .saturating_duration_since(started);
-                return true;
-            }
-        }
-        false
     }
 
-    /// Stage 8.
-    fn report_live(&mut self, now: Instant, observer: &mut dyn FnMut(&Live)) {
-        if now >= self.next_live {
-            self.next_live = now + LIVE_EVERY;
-            observer(&self.tally.live(now - self.origin, self.schedule.total()));
-        }
-    }
-
-    /// After the loop: whatever is still in flight never came, so those connections timed out.
-    fn finish(mut self) -> Tally {
+    /// Whatever is still in flight never came, so those connections timed out.
+    fn finish(&mut self, core: &mut Core) {
         for conn in &mut self.conns {
-            if conn.state == State::Open && !conn.inflight.is_empty() {
-                self.tally.timed_out += 1;
+            if conn.state == State::Open && !conn.replies.inflight.is_empty() {
+                core.tally.timed_out += 1;
             }
-            conn.close(self.poll.registry(), &mut self.tally);
+            conn.close(core.poll.registry(), &mut core.tally);
         }
-        self.tally
-    }
-}
-
-fn new_conn(stream: TcpStream, idle: bool, i: usize, pipeline: usize, payloads: &Payloads) -> Conn {
-    let size = payloads.request(0).len();
-    let held = if payloads.exact() || idle {
-        0
-    } else {
-        payloads.longest_reply()
-    };
-    Conn {
-        stream,
-        state: State::Connecting,
-        idle,
-        inflight: VecDeque::with_capacity(pipeline),
-        matched: 0,
-        greeted: 0,
-        held: Vec::with_capacity(held),
-        answered: false,
-        out: Vec::with_capacity(pipeline * size),
-        out_pos: 0,
-        // Neighbouring connections start on different lines, so a reply crossing connections shows.
-        next_variant: i,
-        dirty: false,
-        progress_ns: 0,
     }
 }
 
@@ -852,8 +663,8 @@ fn connected(stream: &TcpStream) -> io::Result<bool> {
     }
     match stream.peer_addr() {
         Ok(_) => Ok(true),
+        // ENOTCONN on Unix, WSAENOTCONN on Windows.
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -1,17 +1,10 @@
-//! The UDP load: many sockets in one mio loop, each connected to the server (so the kernel drops datagrams
-//! from anyone else and reports "port unreachable" as refused). A datagram is a whole message, so a reply is
-//! checked at once; it is matched to the oldest request in flight on its socket whose expected reply it is,
-//! since UDP may reorder. A request with no reply within `--timeout` is *lost*, counted apart from wrong
-//! replies; a reply that comes after that is *late*; only a reply that no request could have had is wrong.
-//!
-//! One turn of the loop (`run`; its state is `Load`, one method per stage), numbered as in the comments:
-//!
-//! ```text
-//!  1a closed loop: refill the sockets that had news │ 1b open loop: due requests, round robin
-//!  2 over? stop, drain, leave ─► 3 live counts ─► 4 poll ─► 5 dispatch by token ─┬─► writable: may send again
-//!                                                                                └─► receive, settle replies
-//!  6 sweep: requests older than the timeout are lost ─► back to 1
-//! ```
+//! The UDP side of the load (`driver::Transport` for datagrams): many sockets, each connected to
+//! the server (so the kernel drops datagrams from anyone else and reports "port unreachable" as refused). A
+//! datagram is a whole message, so a reply is checked at once; it is matched to the oldest request in flight on
+//! its socket whose expected reply it is, since UDP may reorder. A request with no reply within `--timeout` is
+//! *lost*, counted apart from wrong replies; a reply that comes after that is *late*; only a reply that no
+//! request could have had is wrong. A request is sent the moment it is issued; a socket whose buffer is full
+//! takes no more until it is writable again.
 //!
 //! Walk-through: `docs/08-measuring.md`.
 
@@ -22,15 +15,14 @@ use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Token};
 
+use super::driver::{self, Core, Transport};
 use super::mismatch::{self, Mismatch};
 use super::payload::{Payloads, MAX_SIZE, VARIANTS};
-use super::timer::{arm_before_poll, Timer, TIMER};
-use super::{nanos, Live, LoadOptions, Schedule, Tally, LIVE_EVERY};
-use crate::net::{interrupted, would_block};
+use super::{Live, LoadOptions, Tally};
+use crate::net::{interrupted, port_unreachable, would_block};
 
-const EVENTS_CAPACITY: usize = 1024;
 /// How often sockets are swept for requests that waited longer than the timeout.
 const SWEEP_EVERY: Duration = Duration::from_millis(10);
 
@@ -135,6 +127,7 @@ impl Peer {
                             expected: expected.to_vec(),
                             got,
                             first: false,
+                            why: None,
                         });
                     }
                 }
@@ -157,10 +150,15 @@ impl Peer {
     fn fail(&mut self, e: &io::Error, tally: &mut Tally) {
         // "Port unreachable" before any reply: this socket never reached a server, so it was never up (as a
         // refused TCP connect is not). After a reply it was, as a TCP connection that is later reset.
-        if e.kind() == io::ErrorKind::ConnectionRefused && !self.answered {
-            tally.connected = tally.connected.saturating_sub(1);
+        // Counted as refused whatever the OS calls it (Windows: a reset).
+        if port_unreachable(e) {
+            if !self.answered {
+                tally.connected = tally.connected.saturating_sub(1);
+            }
+            tally.refused += 1;
+        } else {
+            tally.fail(e);
         }
-        tally.fail(e);
         tally.unanswered += self.inflight.len() as u64;
         self.inflight.clear();
         self.open = false;
@@ -180,279 +178,148 @@ fn bind(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// The whole UDP run: bind and connect every socket, load, drain. One turn of the loop runs the stages in
-/// the order the module's picture numbers them.
+/// The whole UDP run: bind and connect every socket, then load and drain in the shared loop.
 pub(super) fn run(
     options: &LoadOptions,
     sources: &[SocketAddr],
     observer: &mut dyn FnMut(&Live),
 ) -> io::Result<Tally> {
-    let mut load = Load::new(options, sources)?;
-    let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    loop {
-        let now = Instant::now();
-        let now_ns = nanos(load.start, now);
-        if options.rate.is_none() {
-            // 1a. Closed loop: fill the free slots of the sockets that had news.
-            load.refill_touched(now_ns);
-        } else {
-            // 1b. Open loop: every due request to the next socket with room.
-            load.hand_out_due(now_ns);
+    let payloads = Payloads::new(options.size, options.expect, true);
+    let mut core = Core::new(options, payloads, options.connections)?;
+    let mut udp = Udp {
+        // A reply may be larger than expected (a wrong server); the buffer takes any datagram whole.
+        buf: vec![0u8; MAX_SIZE + 1],
+        peers: Vec::with_capacity(options.connections),
+        open: 0,
+    };
+    for i in 0..options.connections {
+        let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
+        match bind(options.addr, source) {
+            Ok(mut socket) => {
+                core.poll.registry().register(
+                    &mut socket,
+                    Token(udp.peers.len()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                udp.peers.push(Peer {
+                    socket,
+                    open: true,
+                    blocked: false,
+                    inflight: VecDeque::with_capacity(options.pipeline),
+                    next_variant: i,
+                    answered: false,
+                });
+                udp.open += 1;
+                core.tally.connected += 1;
+            }
+            Err(e) => {
+                log::debug!("udp socket {i}: {e}");
+                core.tally.fail(&e);
+            }
         }
-        // 2. Stop issuing at the end, drain the replies still due, and leave once they are settled.
-        if load.is_over(now, now_ns) {
-            break;
-        }
-        // 3. The live counts, a few times a second.
-        load.report_live(now, observer);
-        // 4. Wait for readiness, the next due request, the next sweep or the end.
-        if !load.poll(&mut events, now, now_ns)? {
-            continue;
-        }
-        let now = Instant::now();
-        let now_ns = nanos(load.start, now);
-        // 5. Each event: a socket that can send again, replies to settle.
-        for event in events.iter() {
-            load.dispatch(event, now, now_ns);
-        }
-        // 6. Requests with no reply within the timeout are lost.
-        load.sweep_lost(now, now_ns);
     }
-    Ok(load.tally)
+    driver::run(core, &mut udp, observer)
 }
 
-/// One UDP run's state: what every stage of a turn shares.
-struct Load<'a> {
-    options: &'a LoadOptions,
-    payloads: Payloads,
-    tally: Tally,
-    poll: Poll,
-    timer: Timer,
-    /// A reply may be larger than expected (a wrong server); the buffer takes any datagram whole.
+/// The UDP side of a run: its sockets, all bound before the load starts.
+struct Udp {
     buf: Vec<u8>,
     /// The sockets that bound; a socket's index is its token.
     peers: Vec<Peer>,
-    schedule: Schedule,
-    timeout_ns: u64,
-    start: Instant,
-    next_sweep: Instant,
-    next_live: Instant,
-    /// The load is over; the requests still in flight are settled until then.
-    drain_until: Option<Instant>,
-    last_reply: Option<Instant>,
-    /// The open loop's next socket to try.
-    rr: usize,
-    /// Every socket was full when requests were due: the open loop waits for replies, not the timer.
-    backlogged: bool,
-    /// Sockets that had news this turn (a reply, room to send), to refill in closed loop.
-    touched: Vec<usize>,
+    /// Sockets still open.
+    open: usize,
 }
 
-impl<'a> Load<'a> {
-    /// Binds and connects every socket, and lines up each for its first requests.
-    fn new(options: &'a LoadOptions, sources: &[SocketAddr]) -> io::Result<Load<'a>> {
-        let poll = Poll::new()?;
-        let timer = Timer::new(poll.registry())?;
-        let mut tally = Tally::new();
-        let mut peers = Vec::with_capacity(options.connections);
-        for i in 0..options.connections {
-            let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
-            match bind(options.addr, source) {
-                Ok(mut socket) => {
-                    poll.registry().register(
-                        &mut socket,
-                        Token(peers.len()),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    peers.push(Peer {
-                        socket,
-                        open: true,
-                        blocked: false,
-                        inflight: VecDeque::with_capacity(options.pipeline),
-                        next_variant: i,
-                        answered: false,
-                    });
-                    tally.connected += 1;
-                }
-                Err(e) => {
-                    log::debug!("udp socket {i}: {e}");
-                    tally.fail(&e);
-                }
-            }
+impl Udp {
+    fn fail(&mut self, core: &mut Core, i: usize, e: &io::Error) {
+        let peer = &mut self.peers[i];
+        if peer.open {
+            peer.fail(e, &mut core.tally);
+            self.open -= 1;
         }
-        let start = Instant::now();
-        // The first requests: every socket in closed loop; the open loop's start at time 0 is due at once.
-        let touched = (0..peers.len()).collect();
-        Ok(Load {
-            options,
-            payloads: Payloads::new(options.size, options.expect, true),
-            tally,
-            poll,
-            timer,
-            buf: vec![0u8; MAX_SIZE + 1],
-            peers,
-            schedule: Schedule::new(options),
-            timeout_ns: options.timeout.as_nanos().min(u64::MAX as u128) as u64,
-            start,
-            next_sweep: start + SWEEP_EVERY,
-            next_live: start + LIVE_EVERY,
-            drain_until: None,
-            last_reply: None,
-            rr: 0,
-            backlogged: false,
-            touched,
-        })
+    }
+}
+
+impl Transport for Udp {
+    const SWEEP_EVERY: Duration = SWEEP_EVERY;
+    const DRAIN_SLACK: Duration = SWEEP_EVERY;
+
+    /// Every socket was bound before the loop.
+    fn open(&mut self, _core: &mut Core) -> io::Result<()> {
+        Ok(())
     }
 
-    /// Stage 1a.
-    fn refill_touched(&mut self, now_ns: u64) {
-        for i in self.touched.drain(..) {
-            let peer: &mut Peer = &mut self.peers[i];
-            while peer.has_room(self.options.pipeline) {
-                let Some(at) = self.schedule.take(now_ns) else {
-                    break;
-                };
-                match peer.send(&self.payloads, at, now_ns, &mut self.tally) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.schedule.untake();
-                        break;
-                    }
-                    Err(e) => {
-                        self.schedule.untake();
-                        peer.fail(&e, &mut self.tally);
-                    }
-                }
+    fn settled(&self) -> bool {
+        true
+    }
+
+    fn begin(&mut self, _core: &mut Core) {}
+
+    fn load_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn live(&self) -> usize {
+        self.open
+    }
+
+    fn has_room(&self, i: usize, pipeline: usize) -> bool {
+        self.peers[i].has_room(pipeline)
+    }
+
+    /// Sends at once; a full socket buffer gives the request back and waits for a writable event.
+    fn issue(&mut self, core: &mut Core, i: usize, intended_ns: u64, now_ns: u64) -> bool {
+        match self.peers[i].send(&core.payloads, intended_ns, now_ns, &mut core.tally) {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.fail(core, i, &e);
+                false
             }
         }
     }
 
-    /// Stage 1b: round robin over the sockets with room, until nothing more is due.
-    fn hand_out_due(&mut self, now_ns: u64) {
-        if self.peers.is_empty() || self.schedule.stopped {
+    fn flush(&mut self, _core: &mut Core, _i: usize) {}
+
+    /// Requests older than the timeout are lost, which frees their slots.
+    fn sweep(&mut self, core: &mut Core, _now: Instant, now_ns: u64) {
+        if core.start.is_none() {
             return;
         }
-        self.touched.clear();
-        self.backlogged = false;
-        let count = self.peers.len();
-        'due: loop {
-            let mut tried = 0;
-            while !self.peers[self.rr].has_room(self.options.pipeline) {
-                self.rr = (self.rr + 1) % count;
-                tried += 1;
-                if tried == count {
-                    self.backlogged = true;
-                    break 'due;
-                }
+        for i in 0..self.peers.len() {
+            let peer = &mut self.peers[i];
+            let before = peer.inflight.len();
+            peer.expire(now_ns, core.timeout_ns, &mut core.tally);
+            if peer.inflight.len() < before {
+                core.touch(i);
             }
-            let Some(at) = self.schedule.take(now_ns) else {
-                break;
-            };
-            let peer = &mut self.peers[self.rr];
-            match peer.send(&self.payloads, at, now_ns, &mut self.tally) {
-                Ok(true) => {}
-                Ok(false) => self.schedule.untake(),
-                Err(e) => {
-                    self.schedule.untake();
-                    peer.fail(&e, &mut self.tally);
-                }
-            }
-            self.rr = (self.rr + 1) % count;
         }
     }
 
-    /// Stage 2: at the end of the schedule, with no socket left, or once there have been only wrong
-    /// replies, at least one per socket, stop issuing; every request still in flight is settled by the
-    /// sweep within one timeout. True once all are, or the drain is over.
-    fn is_over(&mut self, now: Instant, now_ns: u64) -> bool {
-        let live = self.peers.iter().any(|p| p.open);
-        // Over TCP a wrong reply closes its connection, so a server of another service ends the run at once;
-        // a datagram changes nothing for the next, so the same server is recognised here instead.
-        let only_wrong = self.tally.checked == 0
-            && self.tally.wrong > 0
-            && self.tally.wrong >= self.peers.len() as u64;
-        let ended = self.schedule.check_end(now_ns);
-        if (ended || !live || only_wrong) && self.drain_until.is_none() {
-            if !ended {
-                self.tally.stopped_early = Some(self.tally.early_stop());
-            }
-            self.schedule.stopped = true;
-            self.drain_until = Some(now + self.options.timeout + SWEEP_EVERY);
-        }
-        if let Some(until) = self.drain_until {
-            if self.tally.outstanding() == 0 || now >= until {
-                self.tally.load_time = self
-                    .last_reply
-                    .unwrap_or(now)
-                    .saturating_duration_since(self.start);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Stage 3.
-    fn report_live(&mut self, now: Instant, observer: &mut dyn FnMut(&Live)) {
-        if now >= self.next_live {
-            self.next_live = now + LIVE_EVERY;
-            observer(&self.tally.live(now - self.start, self.schedule.total()));
-        }
-    }
-
-    /// Stage 4. False if the poll was interrupted (the turn starts again).
-    fn poll(&mut self, events: &mut Events, now: Instant, now_ns: u64) -> io::Result<bool> {
-        let wait = self
-            .schedule
-            .wait(now_ns, self.backlogged)
-            .min(self.next_sweep.saturating_duration_since(now));
-        arm_before_poll(&self.timer, wait, self.options.rate.is_some());
-        match self.poll.poll(events, Some(wait)) {
-            Ok(()) => Ok(true),
-            Err(e) if interrupted(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Stage 5: one event.
-    fn dispatch(&mut self, event: &Event, now: Instant, now_ns: u64) {
-        if event.token() == TIMER {
-            self.timer.clear();
-            return;
-        }
-        let i = event.token().0;
+    /// A socket that can send again, or replies to settle.
+    fn event(&mut self, core: &mut Core, i: usize, event: &Event, now_ns: u64) -> bool {
         let Some(peer) = self.peers.get_mut(i) else {
-            return;
+            return false;
         };
         if !peer.open {
-            return;
+            return false;
         }
         if event.is_writable() {
             peer.blocked = false;
         }
         if event.is_readable() || event.is_error() {
-            let checked = self.tally.checked;
-            if let Err(e) = peer.receive(&mut self.buf, &self.payloads, &mut self.tally, now_ns) {
-                peer.fail(&e, &mut self.tally);
-            }
-            if self.tally.checked > checked {
-                self.last_reply = Some(now);
+            if let Err(e) = peer.receive(&mut self.buf, &core.payloads, &mut core.tally, now_ns) {
+                self.fail(core, i, &e);
             }
         }
-        self.touched.push(i);
+        true
     }
 
-    /// Stage 6.
-    fn sweep_lost(&mut self, now: Instant, now_ns: u64) {
-        if now < self.next_sweep {
-            return;
-        }
-        self.next_sweep = now + SWEEP_EVERY;
-        for (i, peer) in self.peers.iter_mut().enumerate() {
-            let before = peer.inflight.len();
-            peer.expire(now_ns, self.timeout_ns, &mut self.tally);
-            if peer.inflight.len() < before {
-                self.touched.push(i);
-            }
-        }
+    /// Over TCP a wrong reply closes its connection, so a server of another service ends the run at once; a
+    /// datagram changes nothing for the next, so the same server is recognised here instead: only wrong
+    /// replies, at least one per socket.
+    fn only_wrong(&self, tally: &Tally) -> bool {
+        tally.checked == 0 && tally.wrong > 0 && tally.wrong >= self.peers.len() as u64
     }
+
+    fn finish(&mut self, _core: &mut Core) {}
 }

@@ -4,21 +4,21 @@
 //! caps the threads: a client over the cap is told `ERR too many connections` and closed, rather than left
 //! waiting. Walk-through: `docs/02-blocking.md`.
 //!
-//! Everything but the accept loop is shared with `blocking.rs`, including how the threads are stopped.
+//! Everything but the accept loop is shared with the blocking server (`mod.rs` and its folder), including
+//! how the threads are stopped.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use log::warn;
 use socket2::SockRef;
 
-use super::blocking::{accept, serve_and_count, Blocking, Shared, ShutdownHandle};
-use super::capacity;
-use super::config::Config;
-use super::sockets::refuse;
-use super::stats::plural;
-use super::stats::Summary;
+use super::{accept, serve_and_count, Blocking, Shared, ShutdownHandle};
+use crate::server::capacity;
+use crate::server::config::Config;
+use crate::server::sockets::refuse;
+use crate::server::stats::{plural, Summary};
 
 /// The thread-per-connection server. [`Threaded::bind`], then [`Threaded::run`] until shut down. It is the
 /// blocking server with another accept loop.
@@ -40,7 +40,7 @@ impl Threaded {
         self.0.shutdown_handle()
     }
 
-    /// Handles SIGINT and SIGTERM as the reactor does, through a signal thread (see `blocking.rs`).
+    /// Handles SIGINT and SIGTERM as the reactor does, through a signal thread (see `mod.rs`).
     pub fn catch_signals(&mut self) -> io::Result<()> {
         self.0.catch_signals()
     }
@@ -53,21 +53,20 @@ impl Threaded {
             "threads: one thread per tcp client, at most {}, plus a udp thread",
             plural(cap, "thread", "threads")
         );
-        self.0.run_with(&model, move |shared, listener| {
-            accept_and_spawn(shared, listener, cap)
-        })
+        self.0
+            .run_with(&model, move |shared| accept_and_spawn(shared, cap))
     }
 }
 
 /// ThreadingTCPServer's loop: accept, hand the connection to a new thread, accept the next at once.
-fn accept_and_spawn(shared: &Arc<Shared>, listener: &TcpListener, cap: usize) {
-    while let Some((stream, peer)) = accept(shared, listener) {
+fn accept_and_spawn(shared: &Arc<Shared>, cap: usize) {
+    while let Some((stream, peer)) = accept(shared) {
         // Only this thread adds connections, so the count cannot grow between the check and the spawn.
         if shared.open_count() >= cap {
             shared.count_refused();
             // Non-blocking, so the refusal cannot wait on this client while others queue.
             let _ = stream.set_nonblocking(true);
-            refuse(SockRef::from(&stream), peer);
+            refuse(SockRef::from(&stream), peer, shared.refusal());
             continue;
         }
         let Some(key) = shared.open(&stream, peer) else {

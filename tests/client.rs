@@ -115,6 +115,36 @@ fn udp_against_a_silent_port_retries_then_fails_clearly() {
 }
 
 #[test]
+fn over_udp_a_reply_of_another_service_is_named_as_over_tcp() {
+    for service in ["echo", "hello"] {
+        let server = spawn_binary(&["--service", service]);
+        let (status, out, err) = client(server.addr.port(), &["--udp", "Michael"], None);
+        assert!(status.success(), "{service}: {err}");
+        assert!(out.contains("Michael"), "{service}: {out}");
+        assert!(
+            err.contains(&format!("Then use --expect {service}")),
+            "{service}: {err}"
+        );
+    }
+}
+
+#[test]
+fn udp_to_a_server_that_binds_no_udp_socket_says_so() {
+    // --service http binds TCP only: the datagram meets "port unreachable" though a server runs there.
+    let server = spawn_binary(&["--service", "http"]);
+    let (status, _, err) = client(server.addr.port(), &["--udp", "hi"], None);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the server on {} answers no datagrams",
+            server.addr
+        )) && err.contains("leave out --udp"),
+        "{err}"
+    );
+    assert!(!err.contains("is socklab-server running"), "{err}");
+}
+
+#[test]
 fn connection_refused_asks_whether_the_server_runs() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -128,6 +158,46 @@ fn connection_refused_asks_whether_the_server_runs() {
         err.contains(&format!("is socklab-server running on 127.0.0.1:{port}?")),
         "{err}"
     );
+    // Said to a person as a command-line tool says it: its name, the reason, no timestamp or module path.
+    assert_eq!(
+        err,
+        format!(
+            "socklab-client: connection refused by tcp://127.0.0.1:{port}: is socklab-server running on \
+             127.0.0.1:{port}?\n"
+        )
+    );
+    // With -v the same error is a log line, for whoever is debugging.
+    let (_, _, err) = client(port, &["-v", "hello"], None);
+    assert!(
+        err.contains("ERROR socklab_client] connection refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_flag_has_a_row_in_the_docs() {
+    let missing = flags_without_a_row(
+        CLIENT,
+        "docs/client-and-stress.md",
+        Some("## socklab-client"),
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/client-and-stress.md has no row for {missing:?}"
+    );
+}
+
+#[test]
+fn help_opens_with_the_tools_own_words_and_v_with_q_is_a_usage_error() {
+    let (status, out, _) = run_binary(CLIENT, &["-h"], None);
+    assert!(status.success());
+    assert!(
+        out.starts_with("Sends sentences to a socklab server"),
+        "{out}"
+    );
+    let (status, _, err) = run_binary(CLIENT, &["-v", "-q", "hi"], None);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
 }
 
 #[test]
@@ -315,8 +385,9 @@ fn expect_http_gets_each_path_and_prints_each_body() {
     let (status, out, err) = client(port, &["--expect", "http"], Some(b"/a\n/b\n"));
     assert!(status.success(), "{err}");
     assert_eq!(out, "Hello, World\nHello, World\n");
+    // Contradictory flags are a usage error: exit status 2, as socklab-stress gives for the same mistake.
     let (status, _, err) = client(port, &["--expect", "http", "--udp", "/"], None);
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("TCP only"), "{err}");
 }
 
@@ -333,11 +404,12 @@ fn a_reply_of_another_service_is_printed_with_a_warning_that_names_it() {
 fn http_requests_are_paths_made_safe() {
     let host: std::net::SocketAddr = "127.0.0.1:80".parse().unwrap();
     assert_eq!(
-        socklab::client::http_get(b"a b/\xc3\xbc", host),
+        socklab::service::http::client::get(b"a b/\xc3\xbc", host),
         b"GET /a%20b/%C3%BC HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"
     );
     assert_eq!(
-        socklab::client::http_body(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
+        socklab::service::http::client::shown(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+            .body,
         b"hi"
     );
 }

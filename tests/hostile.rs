@@ -159,9 +159,11 @@ fn peers_that_connect_and_vanish_or_close_before_reading() {
     assert_eq!(exchange(&mut fine, b"fine"), b"FINE");
     drop(fine);
     let stats = server.stop().stats;
-    assert_eq!(stats.accepted, 101);
+    // A peer that reset its connection before the server accepted it is handed over by Linux (its first
+    // read fails), while Windows' `accept` fails for it: the server counts it apart, never as an outage.
+    assert_eq!(stats.accepted + stats.gone_before_accept, 101, "{stats:?}");
     assert_eq!(
-        stats.closed, 101,
+        stats.closed, stats.accepted,
         "every vanished peer's connection was freed"
     );
 }

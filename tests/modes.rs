@@ -12,7 +12,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use socklab::server::config::Config;
-use socklab::server::limits::TOO_MANY as REFUSAL;
 use socklab::server::Mode;
 use socklab::service::Service;
 
@@ -74,7 +73,8 @@ fn reactor_and_busy_poll_run_one_thread_whatever_the_load() {
 fn threads_runs_one_more_thread_per_connected_client() {
     let server = spawn_mode(Mode::Threads, &[]);
     // main (supervises), signals, tcp (accepts), udp; the last three start just after the `listening` line.
-    let base = 4;
+    // Windows has no signal thread: the console runs its handler on a thread it starts for each stop.
+    let base = if cfg!(windows) { 3 } else { 4 };
     wait_for_threads(server.pid(), base, "threads mode, no clients");
     let mut clients: Vec<TcpStream> = (0..20).map(|_| connect(server.addr)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
@@ -111,6 +111,11 @@ fn wait_for_threads(pid: i32, expected: usize, what: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    wine,
+    ignore = "under Wine a non-blocking receive waits on wineserver, another process: an idle busy-poll is \
+        on a CPU about a third of the time there (measured 0.30 s of 1 s), so Wine cannot show it burning one"
+)]
 fn an_idle_reactor_uses_almost_no_cpu_and_an_idle_busy_poll_burns_a_core() {
     let reactor = spawn_mode(Mode::Reactor, &[]);
     let busy = spawn_mode(Mode::BusyPoll, &[]);
@@ -118,13 +123,13 @@ fn an_idle_reactor_uses_almost_no_cpu_and_an_idle_busy_poll_burns_a_core() {
     let _a = connect(reactor.addr);
     let _b = connect(busy.addr);
     thread::sleep(Duration::from_millis(200));
-    let (reactor_cpu, busy_cpu) = (cpu_seconds(reactor.pid()), cpu_seconds(busy.pid()));
-    let busy_wanted = wanted_cpu_seconds(busy.pid());
+    let (reactor_cpu, busy_cpu) = (reactor.cpu_seconds(), busy.cpu_seconds());
+    let busy_wanted = busy.wanted_cpu_seconds();
     let start = Instant::now();
     thread::sleep(Duration::from_secs(1));
     let elapsed = start.elapsed().as_secs_f64();
-    let reactor_cpu = cpu_seconds(reactor.pid()) - reactor_cpu;
-    let busy_cpu = cpu_seconds(busy.pid()) - busy_cpu;
+    let reactor_cpu = reactor.cpu_seconds() - reactor_cpu;
+    let busy_cpu = busy.cpu_seconds() - busy_cpu;
     eprintln!(
         "over {elapsed:.2} s idle: reactor {reactor_cpu:.2} s CPU, busy-poll {busy_cpu:.2} s CPU"
     );
@@ -132,18 +137,26 @@ fn an_idle_reactor_uses_almost_no_cpu_and_an_idle_busy_poll_burns_a_core() {
         reactor_cpu < 0.1,
         "an idle reactor sleeps in epoll_wait, yet used {reactor_cpu:.2} s of CPU"
     );
-    match (busy_wanted, wanted_cpu_seconds(busy.pid())) {
+    // Under Wine each socket call the loop makes waits for wineserver, a process of its own that does part
+    // of the work: the loop is off a CPU for those waits and never asleep otherwise, so it wants a CPU a
+    // smaller share of the time there, and burns less of it itself (wineserver burns the rest).
+    let (share, least) = if under_wine() {
+        (0.3, 0.1)
+    } else {
+        (0.8, 0.25)
+    };
+    match (busy_wanted, busy.wanted_cpu_seconds()) {
         // On a machine shared with other work, busy-poll may get less than a core, but it wants one all the
         // time: on a CPU or waiting in the run queue for one, never asleep.
         (Some(before), Some(after)) => {
             let wanted = after - before;
             eprintln!("busy-poll was on a CPU or waiting for one {wanted:.2} s of {elapsed:.2} s");
             assert!(
-                wanted > 0.8 * elapsed,
+                wanted > share * elapsed,
                 "busy-poll wanted a CPU only {wanted:.2} s of {elapsed:.2} s"
             );
             assert!(
-                busy_cpu > 0.25,
+                busy_cpu > least,
                 "busy-poll used only {busy_cpu:.2} s of CPU"
             );
         }
@@ -167,7 +180,7 @@ fn threads_over_the_cap_get_a_clear_refusal_not_a_hang() {
     let mut third = connect(server.addr);
     assert_eq!(
         read_to_end(&mut third),
-        REFUSAL,
+        socklab::service::Service::Upper.refusal(),
         "the third client is told why"
     );
     // Once a client leaves, there is room again (its thread notices within moments).

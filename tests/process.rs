@@ -78,7 +78,7 @@ each_mode! {
 
 each_mode! {
     fn a_second_signal_exits_at_once_without_waiting_for_the_deadline(mode) {
-        let server = spawn_mode(mode, &["--shutdown-timeout", "60"]);
+        let mut server = spawn_mode(mode, &["--shutdown-timeout", "60"]);
         // A client that sends a lot and reads nothing: its replies can never flush.
         let mut client = connect(server.addr);
         client
@@ -175,12 +175,36 @@ fn bad_flags_are_refused_with_a_reason() {
         ),
         (
             &["--mode", "threads", "--max-connections", "0"][..],
-            "--max-connections must be at least 1",
+            "--max-connections 0 is out of range: give 1 to",
         ),
-        (&["--high-water", "10"][..], "--high-water must be at least"),
+        (
+            &["--high-water", "10"][..],
+            "--high-water 10 is out of range: give 65536 (64K) to",
+        ),
         (
             &["--max-connections", "0"][..],
-            "--max-connections must be at least 1",
+            "--max-connections 0 is out of range: give 1 to",
+        ),
+        // Issue 26: absurd sizes started the server, and one client's header line grew it by 300 MiB.
+        (
+            &["--max-header", "1000000000000"][..],
+            "--max-header 1000000000000 is out of range: give 256 to 1048576 (1M)",
+        ),
+        (
+            &["--read-budget", "1000000000000000"][..],
+            "--read-budget 1000000000000000 is out of range",
+        ),
+        (
+            &["--min-rate", "100000000000"][..],
+            "--min-rate 100000000000 is out of range",
+        ),
+        (
+            &["--high-water", "1e15"][..],
+            "`1e15` is not a size in bytes",
+        ),
+        (
+            &["--max-unsent", "64K", "--service", "hello"][..],
+            "--max-unsent 65536 is too small for --service hello",
         ),
         (&["--idle-timeout=-5"][..], "is not a number of seconds"),
         (&["--shutdown-timeout=-1"][..], "is not a number of seconds"),
@@ -194,6 +218,7 @@ fn bad_flags_are_refused_with_a_reason() {
             .output()
             .unwrap();
         assert!(!out.status.success(), "{args:?} was accepted");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
@@ -287,15 +312,212 @@ fn bind_takes_a_name_and_says_what_it_bound() {
 }
 
 each_mode! {
-    fn the_reactor_only_flags_are_warned_about_only_when_given(mode) {
-        let quiet = spawn_mode(mode, &[]);
-        quiet.signal(libc::SIGTERM);
-        let (_, log) = quiet.wait();
-        assert!(!log.contains("only apply") && !log.contains("only applies"), "{mode}: a warning nobody asked for:\n{log}");
-        let given = spawn_mode(mode, &["--write-timeout", "5", "--min-rate", "2"]);
-        given.signal(libc::SIGTERM);
-        let (_, log) = given.wait();
-        let warned = log.contains("--min-rate, --write-timeout only apply to the reactor");
-        assert_eq!(warned, mode != socklab::server::Mode::Reactor, "{mode}:\n{log}");
+    /// `--idle-timeout` means the same in every mode: a silent client is closed at the end of its window
+    /// (the blocking modes look every tick), and in blocking mode that frees the only slot, so the client
+    /// waiting in the backlog is served. Before the connection core, three modes ignored the flag and the
+    /// blocking server stayed stuck behind the silent client.
+    fn a_silent_client_is_closed_at_the_idle_timeout_and_the_next_one_is_served(mode) {
+        let server = spawn_mode(mode, &["--idle-timeout", "1"]);
+        let started = Instant::now();
+        let mut silent = connect(server.addr);
+        std::thread::sleep(Duration::from_millis(100));
+        let mut next = connect(server.addr);
+        next.write_all(b"next").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(silent.read(&mut buf).unwrap(), 0, "{mode}: the silent client is closed (FIN)");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(1), "{mode}: closed after only {waited:?}");
+        let mut reply = [0u8; 4];
+        next.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"NEXT", "{mode}");
+        server.signal(libc::SIGTERM);
+        let (status, log) = server.wait();
+        assert!(status.success(), "{mode}: {log}");
+        assert!(!log.contains("ignored"), "{mode}: no flag is ignored in any mode:\n{log}");
     }
+}
+
+/// A flag the chosen service does not read is said once at start (issue 26: `--encoding gbk --service echo`
+/// was ignored in silence), and a run that gives none says nothing of the kind.
+#[test]
+fn a_flag_the_service_does_not_read_is_said_at_start() {
+    let given = spawn_binary(&[
+        "--service",
+        "echo",
+        "--encoding",
+        "gbk",
+        "--max-line",
+        "100",
+    ]);
+    given.signal(libc::SIGTERM);
+    let (status, log) = given.wait();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("--encoding does nothing with --service echo: only upper reads it"),
+        "{log}"
+    );
+    assert!(
+        log.contains("--max-line does nothing with --service echo: only hello reads it"),
+        "{log}"
+    );
+    let quiet = spawn_binary(&["--service", "upper", "--encoding", "gbk"]);
+    quiet.signal(libc::SIGTERM);
+    let (status, log) = quiet.wait();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("does nothing"), "{log}");
+}
+
+/// The tutorial's hello client sends `Michael` with no newline and waits; the server waits for the newline.
+/// At `-v` the server says so (issue 26: the learner saw nothing at any level), in every mode.
+#[test]
+fn a_held_partial_line_is_said_at_debug_level() {
+    for mode in socklab::server::Mode::ALL {
+        // Where io_uring cannot run (build.rs's has_io_uring), that mode is not part of this OS: said, not passed.
+        if mode == socklab::server::Mode::Uring && !cfg!(has_io_uring) {
+            eprintln!("not run for uring: this machine has no io_uring");
+            continue;
+        }
+        let server = spawn_mode(mode, &["--service", "hello", "-v"]);
+        let mut client = connect(server.addr);
+        let mut welcome = [0u8; 9];
+        client.read_exact(&mut welcome).unwrap();
+        client.write_all(b"Michael").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(client);
+        server.signal(libc::SIGTERM);
+        let (status, log) = server.wait();
+        assert!(status.success(), "{mode}: {log}");
+        assert!(
+            log.contains(
+                "holds 7 B of an unfinished request, waiting for the newline that ends the line"
+            ),
+            "{mode}: {log}"
+        );
+    }
+}
+
+/// `--trace --mode busy-poll` printed a line per pass for the datagram step even when nothing came: 432,336
+/// lines in 3.4 s. An idle second now prints the once-a-second summary and little else.
+#[test]
+fn an_idle_busy_poll_trace_is_a_few_lines_a_second() {
+    let server = spawn_mode(socklab::server::Mode::BusyPoll, &["--trace"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal(libc::SIGTERM);
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    let lines = log.lines().count();
+    assert!(lines < 20, "{lines} lines for an idle 1.5 s:\n{log}");
+    assert!(
+        log.contains("passes in the last"),
+        "the summary is there:\n{log}"
+    );
+}
+
+/// Every flag of the server has a row in the flag tables of docs/09 and the README (issue 26: both had
+/// fallen behind the code), so a flag added without its row fails here.
+#[test]
+fn every_server_flag_has_a_row_in_the_docs_and_the_readme() {
+    let server = env!("CARGO_BIN_EXE_socklab-server");
+    assert!(help_flags(server).len() > 15, "{:?}", help_flags(server));
+    for doc in ["docs/09-running.md", "README.md"] {
+        let missing = flags_without_a_row(server, doc, None);
+        assert!(missing.is_empty(), "{doc} has no row for {missing:?}");
+    }
+}
+
+/// Where a sandbox blocks io_uring (Docker's default seccomp profile makes `io_uring_setup` fail), `--mode
+/// uring` exits 2 at start, naming the cause and what to run instead, and the reactor still runs there. The
+/// sandbox is a seccomp filter this test installs in the child before it starts: `io_uring_setup` fails with
+/// `EPERM`, every other call is allowed.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[test]
+fn where_a_sandbox_blocks_io_uring_the_uring_mode_exits_2_and_names_the_cause() {
+    use std::os::unix::process::CommandExt;
+    /// `io_uring_setup`'s number, the same on x86_64 and aarch64.
+    const IO_URING_SETUP: u32 = 425;
+    let run = |mode: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_socklab-server"));
+        command
+            .args(["--port", "0", "--mode", mode])
+            .stdin(std::process::Stdio::null());
+        // SAFETY: between fork and exec the closure makes only two prctl calls on data it owns; it allocates
+        // nothing and takes no lock.
+        unsafe {
+            command.pre_exec(|| {
+                let filter = [
+                    // The system call's number.
+                    libc::sock_filter {
+                        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                        jt: 0,
+                        jf: 0,
+                        k: 0,
+                    },
+                    libc::sock_filter {
+                        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                        jt: 0,
+                        jf: 1,
+                        k: IO_URING_SETUP,
+                    },
+                    libc::sock_filter {
+                        code: (libc::BPF_RET | libc::BPF_K) as u16,
+                        jt: 0,
+                        jf: 0,
+                        k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+                    },
+                    libc::sock_filter {
+                        code: (libc::BPF_RET | libc::BPF_K) as u16,
+                        jt: 0,
+                        jf: 0,
+                        k: libc::SECCOMP_RET_ALLOW,
+                    },
+                ];
+                let program = libc::sock_fprog {
+                    len: filter.len() as u16,
+                    filter: filter.as_ptr() as *mut _,
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &program as *const libc::sock_fprog,
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
+    };
+    let out = run("uring").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("seccomp"), "the cause is named: {stderr}");
+    assert!(
+        stderr.contains("--mode reactor"),
+        "and what to run instead: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no listening line: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The same sandbox lets the reactor run.
+    let mut reactor = run("reactor")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reactor.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    reactor.kill().unwrap();
+    reactor.wait().unwrap();
 }

@@ -147,3 +147,114 @@ fn is_subsequence(needle: &[u8], hay: &[u8]) -> bool {
     let mut it = hay.iter();
     needle.iter().all(|n| it.any(|h| h == n))
 }
+
+/// A learner's service whose declared bound is too small must fail the checks by itself, not only on real
+/// sockets (issue 25): `count` answers each line with its length in decimal, so an empty line `\n` becomes
+/// `0\n`, two bytes for one. Declared with `per_byte: 1`, its own examples (lines of words) all fit; the
+/// adversarial input (runs of line feeds) does not, and the check says which service and which input. With
+/// `per_byte: 2` it passes.
+mod count {
+    use socklab::service::lines::{Line, LineFramer};
+    use socklab::service::{
+        Clock, Datagrams, Example, Growth, Protocol, Rng, ServiceOptions, Setting, Step,
+        StreamSession, Tooling,
+    };
+
+    pub struct Count<const PER_BYTE: usize>;
+
+    #[derive(Debug)]
+    pub struct CountSession(LineFramer);
+
+    fn length(n: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.push(b'\n');
+    }
+
+    fn datagram(_options: &ServiceOptions, input: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(input.len().to_string().as_bytes());
+    }
+
+    impl<const PER_BYTE: usize> Protocol for Count<PER_BYTE> {
+        const NAME: &'static str = "count";
+        const ABOUT: &'static str = "answer each line with its length";
+        const DATAGRAMS: Option<Datagrams> = Some(datagram);
+        const SETTINGS: &'static [Setting] = &[Setting::MaxLine];
+        type Session = CountSession;
+
+        fn session(options: &ServiceOptions) -> CountSession {
+            CountSession(LineFramer::new(options.max_line))
+        }
+
+        fn growth(_options: &ServiceOptions) -> Growth {
+            Growth {
+                per_byte: PER_BYTE,
+                per_held: 0,
+                fixed: 21,
+            }
+        }
+
+        fn max_held(options: &ServiceOptions) -> usize {
+            LineFramer::max_held(options.max_line)
+        }
+    }
+
+    impl StreamSession for CountSession {
+        fn feed(&mut self, _clock: &Clock, input: &[u8], out: &mut Vec<u8>) -> Step {
+            self.0.feed(input, |line| {
+                if let Line::Whole(text) = line {
+                    length(text.len(), out);
+                }
+                Step::Continue
+            })
+        }
+
+        fn finish(&mut self, _clock: &Clock, out: &mut Vec<u8>) {
+            self.0.finish(|line| {
+                if let Line::Whole(text) = line {
+                    length(text.len(), out);
+                }
+                Step::Continue
+            });
+        }
+
+        fn held(&self) -> usize {
+            self.0.held()
+        }
+    }
+
+    impl<const PER_BYTE: usize> Tooling for Count<PER_BYTE> {
+        fn stream_example(_options: &ServiceOptions, rng: &mut Rng) -> Example {
+            let mut example = Example::default();
+            for _ in 0..1 + rng.below(5) {
+                let line = rng.words(4);
+                example.request.extend_from_slice(line.as_bytes());
+                example.request.push(b'\n');
+                length(line.len(), &mut example.reply);
+            }
+            example
+        }
+
+        fn datagram_example(_options: &ServiceOptions, rng: &mut Rng) -> Option<Example> {
+            let text = rng.words(4);
+            Some(Example {
+                reply: text.len().to_string().into_bytes(),
+                request: text.into_bytes(),
+                closes: false,
+            })
+        }
+    }
+}
+
+#[test]
+fn a_bound_declared_too_small_is_caught_by_the_checks_alone() {
+    use socklab::service::conformance;
+    let options = ServiceOptions::default();
+    let err = conformance::check::<count::Count<1>>(&options, 0..50).unwrap_err();
+    eprintln!("{err}");
+    assert!(err.starts_with("count: "), "{err}");
+    assert!(
+        err.contains("× LF") || err.contains("0x0a"),
+        "names the input: {err}"
+    );
+    conformance::check::<count::Count<2>>(&options, 0..50).unwrap();
+}

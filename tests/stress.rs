@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use socklab::server::config::Config;
 use socklab::service::Service;
-use socklab::stress::{self, EarlyStop, LoadOptions, Report, Stop};
+use socklab::stress::{self, Check, EarlyStop, LoadOptions, Report, Stop};
 
 fn options(addr: std::net::SocketAddr) -> LoadOptions {
     LoadOptions {
@@ -93,6 +93,56 @@ fn tcp_open_loop_with_idle_connections_all_replies_right() {
     assert_eq!(report.tally.sent, 1_000, "{}", report.text());
     assert_eq!(report.tally.connected, 8 + 6);
     assert_eq!(server.stop().stats.accepted, 14);
+}
+
+#[test]
+fn open_loop_stops_at_its_duration_and_says_whether_the_rate_was_reached() {
+    let server = start(config());
+    // A rate no server meets: the run still ends at its duration (it never ended before), and says so.
+    let started = std::time::Instant::now();
+    let report = run(&LoadOptions {
+        rate: Some(1e12),
+        stop: Stop::Duration(Duration::from_millis(500)),
+        connections: 2,
+        pipeline: 1,
+        ..options(server.addr)
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a 0.5 s run took {:?}",
+        started.elapsed()
+    );
+    assert_all_right(&report);
+    assert!(report.tally.unsent > 1_000_000, "{}", report.text());
+    assert_eq!(report.rate_reached(), Some(false));
+    let text = report.text();
+    assert!(text.contains("NOT REACHED"), "{text}");
+    assert!(
+        text.trim_end().ends_with("ok, but below the asked rate"),
+        "{text}"
+    );
+    assert!(report.json().contains("\"rate_reached\":false"));
+    assert!(
+        report
+            .hints()
+            .iter()
+            .any(|h| h.contains("the asked rate was not reached")),
+        "{:?}",
+        report.hints()
+    );
+    // A rate the server meets: every request due went out, and the report says that too.
+    let met = run(&LoadOptions {
+        rate: Some(1_000.0),
+        stop: Stop::Duration(Duration::from_millis(300)),
+        ..options(server.addr)
+    });
+    assert_all_right(&met);
+    assert_eq!(met.tally.unsent, 0, "{}", met.text());
+    assert_eq!(met.rate_reached(), Some(true));
+    assert!(met.text().contains("sent 300 of 300 due"), "{}", met.text());
+    assert!(met.text().contains(": reached"), "{}", met.text());
+    assert!(met.hints().is_empty(), "{:?}", met.hints());
+    server.stop();
 }
 
 #[test]
@@ -230,6 +280,37 @@ fn udp_with_no_server_counts_each_socket_once_and_says_why() {
     );
 }
 
+#[test]
+fn udp_against_a_server_that_binds_no_udp_socket_says_so_and_exits_like_the_client() {
+    let server = start(Config {
+        service: Service::Http,
+        ..config()
+    });
+    let addr = server.addr.to_string();
+    let (status, out, err) = run_binary(
+        STRESS,
+        &["--addr", &addr, "--udp", "-c", "2", "--requests", "10"],
+        None,
+    );
+    // A run that was tried and failed: 1, as the client's exit for the same datagrams.
+    assert_eq!(status.code(), Some(1), "{out} {err}");
+    assert!(
+        err.contains(&format!("the server on {addr} answers no datagrams"))
+            && err.contains("leave out --udp"),
+        "{err}"
+    );
+    assert!(!err.contains("is socklab-server running"), "{err}");
+    // Asked for a TCP-only service over UDP up front, it is a usage error: 2, as from the client.
+    let (status, _, err) = run_binary(
+        STRESS,
+        &["--addr", &addr, "--udp", "--expect", "http"],
+        None,
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("TCP only"), "{err}");
+    server.stop();
+}
+
 /// A TCP-only service over UDP, or a request size the service answers by closing, is refused before
 /// anything is sent.
 #[test]
@@ -244,7 +325,8 @@ fn expect_http_over_udp_or_too_large_is_refused() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("TCP only"), "{err}");
-    // A request too large for the service's limits would end every connection at its first reply.
+    // A request too large for the service's limits would end every connection at its first reply (the load
+    // request pads its target, so past --max-header it is 414 URI Too Long).
     let err = stress::run(
         &LoadOptions {
             expect: Service::Http,
@@ -255,7 +337,7 @@ fn expect_http_over_udp_or_too_large_is_refused() {
     )
     .unwrap_err();
     assert!(
-        err.to_string().contains("--size 40000") && err.to_string().contains("431"),
+        err.to_string().contains("--size 40000") && err.to_string().contains("414"),
         "{err}"
     );
 }
@@ -577,17 +659,80 @@ fn binary_writes_the_latency_distribution_as_hgrm_and_svg() {
 }
 
 #[test]
-fn impossible_settings_are_refused_before_starting() {
-    let (status, _, err) = run_binary(
+fn help_addr_and_verbosity_are_what_a_new_user_expects() {
+    // --help opens with the tool's description, not the crate's.
+    for flag in ["-h", "--help"] {
+        let (status, out, _) = run_binary(STRESS, &[flag], None);
+        assert!(status.success());
+        assert!(out.starts_with("Drives many connections"), "{flag}: {out}");
+    }
+    // -v and -q together say they conflict, exit 2.
+    let (status, _, err) = run_binary(STRESS, &["-v", "-q"], None);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    // A host without a port means socklab's port, 12000 (whatever answers there, or not: one request, a
+    // short timeout; only the address it went to is asserted).
+    let (_, out, err) = run_binary(
         STRESS,
-        &["--connections", "1000000", "--addr", "127.0.0.1:9"],
+        &[
+            "--addr",
+            "127.0.0.1",
+            "--requests",
+            "1",
+            "-c",
+            "1",
+            "--timeout",
+            "0.2",
+            "--json",
+            "-q",
+        ],
         None,
     );
+    assert!(out.contains("\"addr\":\"127.0.0.1:12000\""), "{out} {err}");
+    // A user-facing error reads like a tool's: its name, no timestamp or module path.
+    let (status, _, err) = run_binary(STRESS, &["--addr", "127.0.0.1:99999"], None);
     assert_eq!(status.code(), Some(2));
-    assert!(err.contains("open files"), "{err}");
+    assert!(
+        err.starts_with("socklab-stress: --addr: cannot resolve 127.0.0.1:99999"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_flag_has_a_row_in_the_docs() {
+    let missing = flags_without_a_row(
+        STRESS,
+        "docs/client-and-stress.md",
+        Some("## socklab-stress"),
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/client-and-stress.md has no row for {missing:?}"
+    );
+}
+
+#[test]
+fn impossible_settings_are_refused_before_starting() {
+    // A million sockets pass the open-file limit on Unix. Windows has none (only the 2^24 handles a process
+    // may hold), so there this request would really be tried.
+    #[cfg(unix)]
+    {
+        let (status, _, err) = run_binary(
+            STRESS,
+            &["--connections", "1000000", "--addr", "127.0.0.1:9"],
+            None,
+        );
+        assert_eq!(status.code(), Some(2));
+        assert!(err.contains("open files"), "{err}");
+    }
     let (status, _, err) = run_binary(STRESS, &["--pipeline", "0"], None);
     assert_eq!(status.code(), Some(2));
     assert!(err.contains("--pipeline"), "{err}");
+    // No request measures nothing: refused, not reported as "throughput none" and then "ok".
+    let (status, out, err) = run_binary(STRESS, &["--requests", "0"], None);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("--requests must be at least 1"), "{err}");
 }
 
 /// An HTTP server that is not socklab: other headers, a lowercase `date` that changes with every response,
@@ -663,4 +808,278 @@ fn learn_reply_checks_another_servers_responses_against_its_own_first_one() {
         ..LoadOptions::default()
     };
     assert!(refused.validate().unwrap_err().contains("--learn-reply"));
+}
+
+/// An HTTP server made here, one thread per connection: request `i` (counted over the whole server) gets
+/// `respond(i)`'s bytes, and the connection closes after it when `respond` says so. Requests are heads only
+/// (no bodies), as the tool sends them without --body.
+fn scripted_http_server(respond: fn(usize) -> (Vec<u8>, bool)) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let served = Arc::clone(&served);
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let (bytes, close) = respond(served.fetch_add(1, Ordering::Relaxed));
+                        if stream.write_all(&bytes).is_err() {
+                            return;
+                        }
+                        if close {
+                            let _ = stream.shutdown(std::net::Shutdown::Write);
+                            // Read what is left, so the close is a FIN and not a reset.
+                            while let Ok(1..) = stream.read(&mut buf) {}
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn url_options(url: &str) -> LoadOptions {
+    let target = socklab::stress::http::HttpTarget::parse(url).unwrap();
+    LoadOptions {
+        addr: target.resolve().unwrap(),
+        expect: Service::Http,
+        http: Some(target),
+        connections: 4,
+        pipeline: 1,
+        stop: Stop::Requests(400),
+        timeout: Duration::from_secs(10),
+        ..LoadOptions::default()
+    }
+}
+
+#[test]
+fn a_url_of_socklabs_http_service_is_checked_byte_for_byte() {
+    let server = start(Config {
+        service: Service::Http,
+        ..config()
+    });
+    for method in ["GET", "HEAD"] {
+        let mut options = url_options(&format!("http://{}/index.html", server.addr));
+        options.http.as_mut().unwrap().method = method.into();
+        options.pipeline = 8;
+        let report = run(&options);
+        assert_all_right(&report);
+        assert_eq!(report.tally.check, Check::SocklabHttp, "{method}");
+        assert_eq!(report.tally.checked, 400);
+        assert_eq!(report.tally.reopened, 0);
+    }
+    // A connection per request: every response closes its connection and a new one carries on; no failure.
+    let mut options = url_options(&format!("http://{}/", server.addr));
+    options.http.as_mut().unwrap().close_each = true;
+    let report = run(&options);
+    assert_all_right(&report);
+    assert_eq!(report.tally.check, Check::Framing { status: 200 });
+    assert_eq!(report.tally.checked, 400);
+    assert!(report.tally.reopened >= 396, "{}", report.text());
+    assert!(report.text().contains("a connection per request"));
+    let stats = server.stop().stats;
+    assert!(stats.accepted >= 400, "{} connections", stats.accepted);
+}
+
+#[test]
+fn another_servers_responses_are_checked_by_their_framing_and_status() {
+    // Every framing HTTP/1.1 has, by turns, kept alive.
+    fn framings(i: usize) -> (Vec<u8>, bool) {
+        let bytes: &[u8] = match i % 3 {
+            0 => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Other: yes\r\n\r\nhello",
+            1 => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+            _ => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        };
+        (bytes.to_vec(), false)
+    }
+    let addr = scripted_http_server(framings);
+    let report = run(&LoadOptions {
+        pipeline: 4,
+        ..url_options(&format!("http://{addr}/any"))
+    });
+    assert_all_right(&report);
+    assert_eq!(report.tally.check, Check::Framing { status: 200 });
+    assert_eq!(report.tally.checked, 400);
+
+    // A server that closes after every response (HTTP/1.0, or Connection: close, or a body up to the close)
+    // makes a run that reopens connections, never a failed one, pipelined or not.
+    fn closes(i: usize) -> (Vec<u8>, bool) {
+        let bytes: &[u8] = match i % 3 {
+            0 => b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+            1 => b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+            _ => b"HTTP/1.1 200 OK\r\n\r\nhi, until the close",
+        };
+        (bytes.to_vec(), true)
+    }
+    let addr = scripted_http_server(closes);
+    for pipeline in [1, 4] {
+        let report = run(&LoadOptions {
+            pipeline,
+            stop: Stop::Requests(200),
+            ..url_options(&format!("http://{addr}/"))
+        });
+        assert_all_right(&report);
+        assert_eq!(report.tally.checked, 200, "pipeline {pipeline}");
+        assert!(report.tally.reopened >= 196, "{}", report.text());
+    }
+}
+
+#[test]
+fn a_broken_frame_or_another_status_is_a_wrong_reply() {
+    // Response 100 (counted over the server) says 20 bytes and sends 12 before the next response (pipelined,
+    // so it follows at once): its body runs 8 bytes into the next head, the stream is out of step, that
+    // connection closes; every other connection is served right.
+    fn short_body(i: usize) -> (Vec<u8>, bool) {
+        let length = if i == 100 { 20 } else { 12 };
+        (
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nHello, World").into_bytes(),
+            false,
+        )
+    }
+    let addr = scripted_http_server(short_body);
+    let report = run(&LoadOptions {
+        pipeline: 2,
+        ..url_options(&format!("http://{addr}/"))
+    });
+    assert!(report.failed(), "{}", report.text());
+    assert_eq!(report.tally.wrong, 1, "{}", report.text());
+    let m = &report.tally.mismatches[0];
+    assert!(
+        m.why
+            .as_deref()
+            .is_some_and(|w| w.contains("not an HTTP/1.x response head")),
+        "{m:?}"
+    );
+    // Response 100 is a 503 of good framing: wrong, and its connection goes on.
+    fn one_503(i: usize) -> (Vec<u8>, bool) {
+        let status = if i == 100 {
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
+        };
+        (
+            format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nhi").into_bytes(),
+            false,
+        )
+    }
+    let addr = scripted_http_server(one_503);
+    let report = run(&url_options(&format!("http://{addr}/")));
+    assert_eq!(report.tally.wrong, 1, "{}", report.text());
+    assert_eq!(report.tally.checked, 399, "{}", report.text());
+    assert_eq!(report.tally.errors(), 0, "{}", report.text());
+    assert!(
+        report
+            .text()
+            .contains("status 503 where the server's first answer had 200"),
+        "{}",
+        report.text()
+    );
+    assert!(
+        report.json().contains("\"why\":\"status 503"),
+        "{}",
+        report.json()
+    );
+}
+
+#[test]
+fn a_server_that_says_it_closes_and_does_not_times_out_instead_of_hanging() {
+    fn says_close(_: usize) -> (Vec<u8>, bool) {
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+            false,
+        )
+    }
+    let addr = scripted_http_server(says_close);
+    let started = std::time::Instant::now();
+    let report = run(&LoadOptions {
+        timeout: Duration::from_millis(300),
+        stop: Stop::Duration(Duration::from_secs(30)),
+        ..url_options(&format!("http://{addr}/"))
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        report.tally.checked,
+        4,
+        "one response each: {}",
+        report.text()
+    );
+    assert_eq!(report.tally.timed_out, 4, "{}", report.text());
+    assert_eq!(
+        report.tally.stopped_early,
+        Some(EarlyStop::NoConnectionLeft)
+    );
+}
+
+#[test]
+fn binary_takes_a_url_and_refuses_what_it_cannot_check() {
+    let server = start(Config {
+        service: Service::Http,
+        ..config()
+    });
+    let url = format!("http://{}/", server.addr);
+    let (status, out, err) = run_binary(
+        STRESS,
+        &[
+            &url,
+            "-c",
+            "2",
+            "--requests",
+            "100",
+            "-H",
+            "X-Test: 1",
+            "--json",
+            "-q",
+        ],
+        None,
+    );
+    assert!(status.success(), "{out} {err}");
+    assert_eq!(json_u64(&out, "checked"), 100, "{out}");
+    assert!(
+        out.contains("\"check\":\"http_framing\"") || out.contains("\"check\":\"socklab_http\""),
+        "{out}"
+    );
+    let refused: &[&[&str]] = &[
+        &["https://127.0.0.1/"],
+        &[&url, "-X", "CONNECT"],
+        &[&url, "-H", "Transfer-Encoding: chunked"],
+        &[&url, "-H", "Upgrade: websocket"],
+        &[&url, "--close-each", "--pipeline", "4"],
+        &[&url, "--udp"],
+        &[&url, "--expect", "echo"],
+        &["-X", "POST"],
+        &["--close-each"],
+    ];
+    for args in refused {
+        let (status, out, err) = run_binary(STRESS, args, None);
+        assert_eq!(status.code(), Some(2), "{args:?}: {out} {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(!err.is_empty(), "{args:?}: says why");
+    }
+    // A first answer that switches protocols cannot be checked: refused before the load, with the reason.
+    fn switches(_: usize) -> (Vec<u8>, bool) {
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n".to_vec(),
+            false,
+        )
+    }
+    let addr = scripted_http_server(switches);
+    let (status, _, err) = run_binary(STRESS, &[&format!("http://{addr}/")], None);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("101 Switching Protocols"), "{err}");
+    server.stop();
 }

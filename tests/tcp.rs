@@ -1,6 +1,7 @@
 //! TCP behaviour of every server mode, in this process so the tests can read the server's own counters:
 //! many clients at once, pipelining, backpressure, half-close, resets, characters split across reads. Each
-//! test runs once per mode (`each_mode!`); those that need two clients served at once skip `blocking`.
+//! test runs once per mode (`each_mode!`); those that need two clients served at once
+//! are marked `concurrent`, and their `blocking` variant is ignored, with the reason.
 
 #[macro_use]
 mod common;
@@ -15,10 +16,7 @@ use socklab::server::config::Config;
 use socklab::service::Service;
 
 each_mode! {
-    fn a_thousand_concurrent_clients_each_get_their_own_reply(mode) {
-        if skip_unless_concurrent(mode) {
-            return;
-        }
+    concurrent fn a_thousand_concurrent_clients_each_get_their_own_reply(mode) {
         let server = start_mode(mode, config());
         // All connected at once, then each sends and reads: the server holds 1,000 connections together.
         let mut clients: Vec<TcpStream> = (0..1000).map(|_| connect(server.addr)).collect();
@@ -78,8 +76,9 @@ each_mode! {
             writer.shutdown(Shutdown::Write).unwrap();
         });
         // Read nothing for a while: the writer fills every buffer on the way and blocks, and the server, its
-        // output at the high-water mark, stops reading instead of buffering the rest.
-        thread::sleep(Duration::from_millis(500));
+        // output at the high-water mark, stops reading instead of buffering the rest. Under Wine the server
+        // moves the bytes so slowly that filling the buffers can take longer than half a second.
+        thread::sleep(Duration::from_millis(if under_wine() { 2000 } else { 500 }));
         assert!(
             !sender.is_finished(),
             "20 MB cannot have fit in socket buffers: the server must push back"
@@ -124,10 +123,7 @@ each_mode! {
 }
 
 each_mode! {
-    fn a_reset_mid_stream_leaves_other_clients_unharmed(mode) {
-        if skip_unless_concurrent(mode) {
-            return;
-        }
+    concurrent fn a_reset_mid_stream_leaves_other_clients_unharmed(mode) {
         let server = start_mode(mode, config());
         let mut bystander = connect(server.addr);
         assert_eq!(exchange(&mut bystander, b"before\n"), b"BEFORE\n");
@@ -149,8 +145,10 @@ each_mode! {
         drop(bystander);
         drop(late);
         let stats = server.stop().stats;
-        assert_eq!(stats.accepted, 22);
-        assert_eq!(stats.closed, 22);
+        // Every connection accounted for. A victim reset while still queued is handed over by Linux (its
+        // first read fails); Windows' `accept` fails for it instead, and the server counts it apart.
+        assert_eq!(stats.accepted + stats.gone_before_accept, 22, "{stats:?}");
+        assert_eq!(stats.closed, stats.accepted, "{stats:?}");
     }
 }
 
@@ -221,40 +219,54 @@ each_mode! {
             w.join().unwrap();
         }
         let stats = server.stop().stats;
-        assert_eq!(stats.accepted, 600);
-        assert_eq!(stats.closed, 600);
+        // Resets before the accept are counted apart on Windows (see a_reset_mid_stream_… above).
+        assert_eq!(stats.accepted + stats.gone_before_accept, 600, "{stats:?}");
+        assert_eq!(stats.closed, stats.accepted, "{stats:?}");
     }
 }
 
 each_mode! {
-    fn a_busy_pipeliner_does_not_starve_a_quiet_client(mode) {
-        if skip_unless_concurrent(mode) {
-            return;
-        }
-        // Read budget of one small read per turn: the pipeliner is revisited turn after turn, and the quiet
-        // client must still be answered in between (a starving loop would answer it only at the end).
+    concurrent fn a_busy_pipeliner_does_not_starve_a_quiet_client(mode) {
+        // The pipeliner sends 8 MB and reads none of the replies until the quiet client has had all of its
+        // answers. Its replies wait in a 4 KB window, a 16 KB send buffer and the outbox (at most
+        // --high-water), so most of its stream is still unanswered then: the quiet client is answered in
+        // between, or never (a loop that served one connection to its end first would never get to it). A
+        // read budget of one small read per turn revisits the pipeliner turn after turn while it can go on.
         let server = start_mode(mode, Config {
             read_budget: 4096,
+            send_buffer: Some(16384),
             ..config()
         });
-        let mut busy = connect(server.addr);
+        let busy = small_window_client(server.addr);
         let mut busy_writer = busy.try_clone().unwrap();
         let request = lines(200_000, 9);
         let expected_len = Service::Upper.reply_to_stream(&request).len();
         let sender = thread::spawn(move || busy_writer.write_all(&request).unwrap());
-        let reader = thread::spawn(move || read_n(&mut busy, expected_len).len());
         let mut quiet = connect(server.addr);
         for i in 0..20 {
             let line = format!("quiet {i}\n");
             assert_eq!(
                 exchange(&mut quiet, line.as_bytes()),
-                line.to_uppercase().as_bytes()
+                line.to_uppercase().as_bytes(),
+                "{mode}"
             );
         }
+        let mut busy = busy;
+        assert_eq!(read_n(&mut busy, expected_len).len(), expected_len);
         sender.join().unwrap();
-        assert_eq!(reader.join().unwrap(), expected_len);
         server.stop();
     }
+}
+
+/// A client whose receive buffer is 4 KB, so its window closes soon when it does not read.
+fn small_window_client(addr: std::net::SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
 }
 
 each_mode! {
@@ -272,10 +284,7 @@ each_mode! {
 }
 
 each_mode! {
-    fn silent_clients_do_not_block_others(mode) {
-        if skip_unless_concurrent(mode) {
-            return;
-        }
+    concurrent fn silent_clients_do_not_block_others(mode) {
         let server = start_mode(mode, config());
         let _silent: Vec<TcpStream> = (0..10).map(|_| connect(server.addr)).collect();
         let mut half = connect(server.addr);

@@ -6,6 +6,9 @@
 //! the sequence of what the server does is the same on any machine, and two sessions at once would
 //! disturb each other's pacing.
 
+// The sessions run only on Unix (see the test): elsewhere their helpers are compiled but unused.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 #[macro_use]
 mod common;
 
@@ -142,6 +145,7 @@ fn blocking_two_clients() -> Vec<String> {
 
 /// Session 2: a burst of pipelined lines in one write, larger than a turn's read budget. The server is
 /// stopped while the burst arrives, so its first read finds all of it queued, on any machine.
+#[cfg(unix)]
 fn pipelined_burst() -> Vec<String> {
     let server = spawn_mode(Mode::Reactor, &["--trace", "--read-budget", "16384"]);
     sleep(PACE);
@@ -252,7 +256,16 @@ fn finish(server: Binary) -> Vec<String> {
     trace_lines(&log)
 }
 
+unix_only!("Unix only: the README's commands run through sh, and one session freezes the server with SIGSTOP, which Windows does not have": the_sample_sessions_are_what_the_binaries_print);
+
+/// The README's commands run through `sh`, and two of its sessions are `nc`'s and Python's. Unix only: one
+/// session freezes the server with SIGSTOP, which Windows does not have.
+#[cfg(unix)]
 #[test]
+#[cfg_attr(
+    not(all(has_sh, has_nc, has_python3)),
+    ignore = "needs sh, nc and python3, which build.rs did not all find for this target"
+)]
 fn the_sample_sessions_are_what_the_binaries_print() {
     readme_session();
     let chapter = "docs/12-watching.md";

@@ -5,39 +5,91 @@
 #![allow(unused_macros)]
 
 /// Defines `mod $name` holding one `#[test]` per server mode (`$name::reactor`, `$name::blocking`,
-/// `$name::threads`, `$name::busy_poll`), each running the body with `$mode` set: a failure names its mode.
+/// `$name::threads`, `$name::busy_poll`, and on Linux `$name::uring`), each running the body with `$mode` set:
+/// a failure names its mode. Attributes written before the `fn` (its doc, a `cfg_attr(not(has_curl), ignore =
+/// "...")`) go on each of the tests. `uring` is ignored, with the reason, where build.rs found no usable
+/// io_uring (`has_io_uring`).
+///
+/// A test that cannot hold for `--mode blocking`, which serves one client until it closes while the next
+/// waits in the backlog, says so before its `fn`:
+/// - `concurrent fn name(mode)`: it needs two TCP clients served at once;
+/// - `not_blocking("reason") fn name(mode)`: any other reason, in its own words.
+///
+/// Its `blocking` variant is then generated with `#[ignore = "reason"]`, so `cargo test` lists it as ignored,
+/// with the reason, instead of counting a test that never ran as passed. Run with `--ignored`, it fails: that
+/// is the reason, shown (tests/modes.rs shows the blocking server's one-at-a-time directly).
 macro_rules! each_mode {
     ($(#[$meta:meta])* fn $name:ident($mode:ident) $body:block) => {
-        $(#[$meta])*
+        each_mode!(@modes [$(#[$meta])*] [] $name $mode $body);
+    };
+    ($(#[$meta:meta])* concurrent fn $name:ident($mode:ident) $body:block) => {
+        each_mode!(@modes [$(#[$meta])*] [#[ignore = "needs two TCP clients served at once, and the blocking \
+            server serves one client until it closes while the next waits in the backlog"]] $name $mode $body);
+    };
+    ($(#[$meta:meta])* not_blocking($reason:literal) fn $name:ident($mode:ident) $body:block) => {
+        each_mode!(@modes [$(#[$meta])*] [#[ignore = $reason]] $name $mode $body);
+    };
+    (@modes [$($meta:tt)*] [$($blocking:tt)*] $name:ident $mode:ident $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             fn run($mode: socklab::server::Mode) $body
 
+            $($meta)*
             #[test]
             fn reactor() {
                 run(socklab::server::Mode::Reactor)
             }
 
+            $($meta)*
             #[test]
+            $($blocking)*
             fn blocking() {
                 run(socklab::server::Mode::Blocking)
             }
 
+            $($meta)*
             #[test]
             fn threads() {
                 run(socklab::server::Mode::Threads)
             }
 
+            $($meta)*
             #[test]
             fn busy_poll() {
                 run(socklab::server::Mode::BusyPoll)
+            }
+
+            $($meta)*
+            #[cfg(target_os = "linux")]
+            #[cfg_attr(not(has_io_uring), ignore = "needs io_uring (Linux 6.1 or later, not disabled, not \
+                filtered by a sandbox), which build.rs did not find usable here")]
+            #[test]
+            fn uring() {
+                run(socklab::server::Mode::Uring)
             }
         }
     };
 }
 
+/// Tests that exist on Unix only, because they use what Windows does not have (SIGSTOP, `MSG_OOB`, resource
+/// limits): written with `#[cfg(unix)]`, and named here with the reason, so that elsewhere each is listed by
+/// `cargo test` as ignored, with the reason, rather than left out unseen. (An `each_mode!` test is listed
+/// once, by its name.)
+macro_rules! unix_only {
+    ($reason:literal: $($name:ident),+ $(,)?) => {
+        $(
+            #[cfg(not(unix))]
+            #[test]
+            #[ignore = $reason]
+            fn $name() {}
+        )+
+    };
+}
+
+#[cfg(windows)]
+mod console;
 pub mod transcript;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -53,6 +105,16 @@ use socklab::server::{Mode, Server, ShutdownHandle};
 
 /// Generous: tests assert correctness, not speed, on a shared two-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Whether this is a Windows build running under Wine, as CI runs the Windows tests (`.ci/wine-test`).
+/// Wine's sockets are many times slower than Windows' or Linux's, so tests that must fill socket buffers
+/// or move much data give it longer or send less; what they assert stays the same.
+pub fn under_wine() -> bool {
+    #[cfg(windows)]
+    return socklab::sys::is_wine();
+    #[cfg(not(windows))]
+    return false;
+}
 
 /// A server running on a thread of the test process.
 pub struct InProcess {
@@ -99,24 +161,15 @@ impl InProcess {
     }
 }
 
-/// True, after saying why, when `mode` cannot run a test that needs two TCP clients served at once.
-pub fn skip_unless_concurrent(mode: Mode) -> bool {
-    if mode.serves_clients_at_once() {
-        return false;
-    }
-    eprintln!(
-        "skipped for {mode}: this test needs two TCP clients served at once, and the blocking server serves \
-         one client until it closes while the next waits in the backlog (tests/modes.rs shows exactly that)"
-    );
-    true
-}
-
 /// The built `socklab-server` binary, on port 0, killed if the test ends without stopping it.
 pub struct Binary {
     pub addr: SocketAddr,
     pub child: Child,
     /// The first line it printed: `listening on …`.
     pub listening: String,
+    /// How [`Binary::signal`] reaches the child on Windows (`console.rs`).
+    #[cfg(windows)]
+    reach: console::Reach,
 }
 
 pub fn spawn_binary(args: &[&str]) -> Binary {
@@ -128,18 +181,20 @@ pub fn spawn_mode(mode: Mode, args: &[&str]) -> Binary {
     spawn_with_fd_limit(mode, args, None)
 }
 
-/// The reactor binary with the child's open-file limit (soft and hard) set to `fd_limit`.
+/// The reactor binary with the child's open-file limit (soft and hard) set to `fd_limit`. Unix only: Windows
+/// has no open-file limit to set.
+#[cfg(unix)]
 pub fn spawn_binary_with_fd_limit(args: &[&str], fd_limit: Option<u64>) -> Binary {
     spawn_with_fd_limit(Mode::Reactor, args, fd_limit)
 }
 
-/// The binary in `mode` with the child's open-file limit (soft and hard) set to `fd_limit`.
+/// The binary in `mode` with the child's open-file limit (soft and hard) set to `fd_limit`. Unix only.
+#[cfg(unix)]
 pub fn spawn_mode_with_fd_limit(mode: Mode, args: &[&str], fd_limit: u64) -> Binary {
     spawn_with_fd_limit(mode, args, Some(fd_limit))
 }
 
 fn spawn_with_fd_limit(mode: Mode, args: &[&str], fd_limit: Option<u64>) -> Binary {
-    use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_socklab-server"));
     command
         .args(["--port", "0", "--mode", mode.name()])
@@ -147,22 +202,29 @@ fn spawn_with_fd_limit(mode: Mode, args: &[&str], fd_limit: Option<u64>) -> Bina
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    #[cfg(unix)]
     if let Some(limit) = fd_limit {
-        // SAFETY: between fork and exec, setrlimit only changes this child's own limit; it allocates nothing.
+        use rustix::process::{setrlimit, Resource, Rlimit};
+        use std::os::unix::process::CommandExt;
+        let limit = Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        };
+        // SAFETY: between fork and exec, setrlimit (one system call) only changes this child's own limit; it
+        // allocates nothing and takes no lock.
         unsafe {
-            command.pre_exec(move || {
-                let rl = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(move || Ok(setrlimit(Resource::Nofile, limit)?));
         }
     }
-    let mut child = command.spawn().expect("spawn socklab-server");
+    #[cfg(not(unix))]
+    assert!(
+        fd_limit.is_none(),
+        "only Unix has an open-file limit to set"
+    );
+    // Windows: set up so that `signal` can stop this child alone (`console.rs`).
+    #[cfg(windows)]
+    let reach = console::prepare(&mut command);
+    let mut child = spawn_child(&mut command);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -179,6 +241,8 @@ fn spawn_with_fd_limit(mode: Mode, args: &[&str], fd_limit: Option<u64>) -> Bina
         addr,
         child,
         listening: line.trim_end().to_string(),
+        #[cfg(windows)]
+        reach,
     }
 }
 
@@ -187,21 +251,46 @@ impl Binary {
         self.child.id() as i32
     }
 
+    /// CPU seconds (user + system) the server has used. Under Wine, which answers zero for another
+    /// process, Linux's figure for the process Wine runs it in.
+    pub fn cpu_seconds(&self) -> f64 {
+        #[cfg(windows)]
+        if let Some(pid) = console::linux_pid(&self.reach) {
+            return console::linux_cpu_seconds(pid);
+        }
+        cpu_seconds(self.pid())
+    }
+
+    /// [`wanted_cpu_seconds`] of the server's main thread; under Wine, Linux's figure, as for
+    /// [`Binary::cpu_seconds`]. `None` where the OS keeps no such figure (Windows).
+    pub fn wanted_cpu_seconds(&self) -> Option<f64> {
+        #[cfg(windows)]
+        return console::linux_pid(&self.reach)
+            .and_then(|pid| wanted_cpu_seconds_in(&console::linux_proc_file(pid, "schedstat")));
+        #[cfg(not(windows))]
+        wanted_cpu_seconds(self.pid())
+    }
+
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with a pid this test spawned and has not reaped; no memory is involved.
         assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
     }
 
-    /// True while the process runs (an exited child not yet reaped is a zombie, state `Z`).
-    pub fn child_is_running(&self) -> bool {
-        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) {
-            // The state follows the command name, which is in parentheses.
-            Ok(stat) => stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| !rest.trim_start().starts_with('Z')),
-            Err(_) => false,
-        }
+    /// Windows has no signals: SIGINT and SIGTERM, the two a server handles, become what stops a Windows
+    /// console program, sent to this child alone: Ctrl-Break on Windows, Ctrl-C under Wine (`console.rs`).
+    #[cfg(windows)]
+    pub fn signal(&self, signal: i32) {
+        assert!(
+            [libc::SIGINT, libc::SIGTERM].contains(&signal),
+            "signal {signal} has no Windows counterpart"
+        );
+        console::stop(&self.reach, self.child.id());
+    }
+
+    /// True while the process runs (a child that exited is reaped here; `wait` still gets its status).
+    pub fn child_is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits (bounded) for the process to exit; returns its status and everything it logged.
@@ -228,6 +317,26 @@ impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        #[cfg(windows)]
+        console::forget(&self.reach);
+    }
+}
+
+/// Starts `command`. Under Wine, `CreateProcess` now and then fails with "Internal error" (1359) while
+/// other tests start processes too (once in two whole runs of the suite here): it is tried again there, up to
+/// three times, since the test is about the server, not about Wine's process creation.
+pub fn spawn_child(command: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Ok(child) => return child,
+            Err(e) if under_wine() && e.raw_os_error() == Some(1359) && tries < 3 => {
+                tries += 1;
+                eprintln!("spawn: Wine's CreateProcess failed ({e}); trying again");
+                thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("spawn {:?}: {e}", command.get_program()),
+        }
     }
 }
 
@@ -301,7 +410,12 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 /// `/proc/PID/schedstat`: together, how long it wanted a CPU, however busy the machine is. `None` if the
 /// kernel does not keep these statistics.
 pub fn wanted_cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    wanted_cpu_seconds_in(&format!("/proc/{pid}/schedstat"))
+}
+
+/// [`wanted_cpu_seconds`] from a `schedstat` file.
+fn wanted_cpu_seconds_in(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let mut fields = stat.split_whitespace().map(|f| f.parse::<f64>().ok());
     let on_cpu = fields.next()??;
     let waiting = fields.next()??;
@@ -395,17 +509,17 @@ pub fn run_binary(
     args: &[&str],
     stdin: Option<&[u8]>,
 ) -> (std::process::ExitStatus, String, String) {
-    let mut child = Command::new(path)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn binary");
+    let mut child = spawn_child(
+        Command::new(path)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
         let input = input.to_vec();
@@ -506,4 +620,46 @@ pub fn resident_bytes(pid: i32) -> usize {
 /// The threads of a process.
 pub fn thread_count(pid: i32) -> usize {
     socklab::procfs::thread_count(pid as u32)
+}
+
+/// The long flags `binary --help` lists, but those every binary shares (`-v`, `-q`, `-h`, `-V`).
+pub fn help_flags(binary: &str) -> Vec<String> {
+    let (status, help, _) = run_binary(binary, &["--help"], None);
+    assert!(status.success(), "{binary} --help");
+    // A flag's own line is indented 2 or 6 columns; the lines of its description, further.
+    help.lines()
+        .filter(|l| l.len() - l.trim_start().len() < 8 && l.trim_start().starts_with('-'))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(',').trim_end_matches("...").to_string())
+        .filter(|f| !["--verbose", "--quiet", "--help", "--version"].contains(&f.as_str()))
+        .collect()
+}
+
+/// The flags of `binary` that have no row (a line starting `` | `--flag ``) in the first table after the
+/// heading `section` of `doc` (a path from the repository's root; `None`: every table of the file), so a
+/// table of flags cannot fall behind the flags.
+pub fn flags_without_a_row(binary: &str, doc: &str, section: Option<&str>) -> Vec<String> {
+    let page = std::fs::read_to_string(format!("{}/{doc}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = match section {
+        Some(heading) => {
+            let from = page
+                .find(heading)
+                .unwrap_or_else(|| panic!("{doc}: no {heading}"));
+            let rest = &page[from + heading.len()..];
+            rest.lines()
+                .skip_while(|l| !l.starts_with('|'))
+                .take_while(|l| l.starts_with('|'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        None => page,
+    };
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with('|') && l.contains("`-"))
+        .collect();
+    help_flags(binary)
+        .into_iter()
+        .filter(|f| !rows.iter().any(|row| row.contains(&format!("`{f}"))))
+        .collect()
 }

@@ -4,6 +4,8 @@
 //!
 //! The peers, each serving `Hello, World` on one core:
 //! - `socklab`: `socklab-server --service http`, the code under test;
+//! - `socklab uring`: the same with `--mode uring`, completion instead of readiness (Linux; skipped, with a
+//!   line, where io_uring cannot run; `SOCKLAB_HTTP_URING=0` leaves it out);
 //! - `floor`: `socklab-server --service http-floor`, the same reactor answering every empty line with the
 //!   same bytes and parsing nothing: the kernel's and the loop's share of a request;
 //! - `nginx`: one worker, `return 200 "Hello, World"` (Debian's package; skipped, with a line, if missing);
@@ -43,6 +45,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
     Socklab,
+    /// `--service http --mode uring`.
+    Uring,
     Floor,
     Nginx,
     Hyper,
@@ -52,8 +56,9 @@ enum Peer {
 }
 
 impl Peer {
-    const ALL: [Peer; 5] = [
+    const ALL: [Peer; 6] = [
         Peer::Socklab,
+        Peer::Uring,
         Peer::Floor,
         Peer::Nginx,
         Peer::Hyper,
@@ -63,6 +68,7 @@ impl Peer {
     fn name(self) -> &'static str {
         match self {
             Peer::Socklab => "socklab --service http",
+            Peer::Uring => "socklab --service http --mode uring",
             Peer::Floor => "floor (--service http-floor)",
             Peer::Nginx => "nginx, 1 worker",
             Peer::Hyper => "hyper, current_thread",
@@ -162,6 +168,8 @@ fn main() -> io::Result<()> {
     if nginx.is_none() {
         eprintln!("nginx is not installed (apt-get install nginx-light): skipped");
     }
+    let uring =
+        std::env::var("SOCKLAB_HTTP_URING").map_or(true, |v| v != "0") && common::uring_runs();
     let b_program = std::env::var("SOCKLAB_HTTP_B").ok();
     let peers: Vec<Peer> = if b_program.is_some() {
         // An A/B of a change: this build against another, nothing else, by the same procedure.
@@ -173,6 +181,7 @@ fn main() -> io::Result<()> {
                 Peer::Nginx => nginx.is_some(),
                 Peer::Hyper => hyper.is_some(),
                 Peer::May => may.is_some(),
+                Peer::Uring => uring,
                 _ => true,
             })
             .collect()
@@ -298,6 +307,11 @@ impl Server {
         let mut port = 0;
         let (mut command, prints_line) = match peer {
             Peer::Socklab => (socklab(env!("CARGO_BIN_EXE_socklab-server"), "http"), true),
+            Peer::Uring => {
+                let mut c = socklab(env!("CARGO_BIN_EXE_socklab-server"), "http");
+                c.args(["--mode", "uring"]);
+                (c, true)
+            }
             Peer::Floor => (
                 socklab(env!("CARGO_BIN_EXE_socklab-server"), "http-floor"),
                 true,

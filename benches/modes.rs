@@ -168,8 +168,15 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        // SIGTERM on Unix; Windows has no signal to send from here, so the child is killed at once (the
+        // figures are taken during the run, not at its end).
+        #[cfg(unix)]
         // SAFETY: kill(2) on a child we spawned and have not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM)
+        };
+        #[cfg(not(unix))]
+        let _ = self.child.kill();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -177,7 +184,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        eprintln!("server did not stop on SIGTERM: killing it");
+        eprintln!("server did not stop when asked: killing it");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -394,11 +401,12 @@ fn table(rows: &[Row]) -> String {
 }
 
 /// One colour per mode, in `Mode::ALL`'s order.
-const COLOURS: [RGBColor; 4] = [
+const COLOURS: [RGBColor; Mode::ALL.len()] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
 ];
 
 /// What a panel shows of a row, its title, how its axis reads, and the label over a bar (if any).

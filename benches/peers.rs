@@ -6,12 +6,14 @@
 //! - `reactor`: `socklab-server --mode reactor`, the code under test;
 //! - `tokio`: the same service on tokio's `current_thread` runtime, written as a tokio user would
 //!   (`examples/tokio_peer.rs`, run here by re-executing this bench binary, so `cargo bench` builds it);
-//! - `threads`: `socklab-server --mode threads`, a blocking thread per connection.
+//! - `threads`: `socklab-server --mode threads`, a blocking thread per connection;
+//! - `uring`: `socklab-server --mode uring`, completion instead of readiness (Linux; skipped, with a line,
+//!   where io_uring cannot run; `SOCKLAB_PEERS_URING=0` leaves it out).
 //!
 //! For each load, the same load generator (`socklab-stress --json`) runs against the peers in rounds: each
 //! round starts a fresh server of every peer, warms each up with a short run that is not counted, then runs
-//! every peer once, in an order that changes every round (all six orders of three peers in six rounds,
-//! `run_order`) so no peer always runs first or right after the same other one. The tables give medians over rounds, and for each peer its ratio to the reactor *within each
+//! every peer once, in an order that changes every round (all six orders of three peers in six rounds; of
+//! four, each peer in each place, forwards and backwards, in eight: `run_order`) so no peer always runs first or right after the same other one. The tables give medians over rounds, and for each peer its ratio to the reactor *within each
 //! round* (the median, the range, and in how many rounds the reactor was ahead): on a shared machine two
 //! runs a second apart share the machine's mood, runs a minute apart do not. Server CPU time per request is
 //! the server's utime + stime (`/proc/PID/stat`, every thread) over the run, divided by the replies checked.
@@ -55,6 +57,7 @@ enum Peer {
     Reactor,
     Tokio,
     Threads,
+    Uring,
     /// Another build of `socklab-server` (`SOCKLAB_PEERS_B`), in reactor mode.
     B,
 }
@@ -65,6 +68,7 @@ impl Peer {
             Peer::Reactor => "reactor",
             Peer::Tokio => "tokio current_thread",
             Peer::Threads => "threads",
+            Peer::Uring => "uring",
             Peer::B => "B: SOCKLAB_PEERS_B",
         }
     }
@@ -175,6 +179,10 @@ fn main() -> io::Result<()> {
         pin: std::env::var("SOCKLAB_PEERS_PIN").map_or(true, |v| v != "0") && common::can_pin(),
         peers: if std::env::var_os("SOCKLAB_PEERS_B").is_some() {
             vec![Peer::Reactor, Peer::B]
+        } else if std::env::var("SOCKLAB_PEERS_URING").map_or(true, |v| v != "0")
+            && common::uring_runs()
+        {
+            vec![Peer::Reactor, Peer::Tokio, Peer::Threads, Peer::Uring]
         } else {
             vec![Peer::Reactor, Peer::Tokio, Peer::Threads]
         },
@@ -328,6 +336,10 @@ impl Server {
             Peer::Threads => (
                 env!("CARGO_BIN_EXE_socklab-server").into(),
                 server_args("threads"),
+            ),
+            Peer::Uring => (
+                env!("CARGO_BIN_EXE_socklab-server").into(),
+                server_args("uring"),
             ),
             Peer::B => (settings.b_program.clone(), {
                 let mut args = server_args("reactor");

@@ -103,12 +103,11 @@ impl Process {
         self.0.id()
     }
 
-    /// Asks every process to stop (SIGTERM), then waits for each, killing any still up after 3 s.
+    /// Asks every process to stop ([`ask_to_stop`]), then waits for each, killing any still up after 3 s.
     pub fn stop_all<'a>(processes: impl IntoIterator<Item = &'a mut Process>) {
         let mut processes: Vec<&mut Process> = processes.into_iter().collect();
-        for p in processes.iter() {
-            // SAFETY: kill(2) on a child we spawned and have not reaped.
-            unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+        for p in processes.iter_mut() {
+            ask_to_stop(&mut p.0);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         for p in processes.iter_mut() {
@@ -122,6 +121,19 @@ impl Process {
     }
 }
 
+/// Asks `child` to stop as a user would: SIGTERM on Unix. Windows has no signal one process can send another
+/// here (Ctrl-Break needs a console group of its own), so there it is killed at once: the benches measure
+/// during a run, not at its end.
+pub fn ask_to_stop(child: &mut Child) {
+    #[cfg(unix)]
+    // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM)
+    };
+    #[cfg(not(unix))]
+    let _ = child.kill();
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
@@ -131,15 +143,16 @@ impl Drop for Process {
     }
 }
 
-/// What a finished child printed, and the CPU it used (user + system seconds, from `wait4`).
+/// What a finished child printed, and the CPU it used (user + system seconds).
 pub struct Finished {
     pub stdout: String,
     pub cpu_seconds: f64,
     pub wall: Duration,
 }
 
-/// Runs `command` to completion with stdout captured, killing it after `limit`; reaps it with `wait4` to
-/// learn its CPU time (a load generator's own CPU says whether it was the bottleneck).
+/// Runs `command` to completion with stdout captured, killing it after `limit`, and learns its CPU time (a
+/// load generator's own CPU says whether it was the bottleneck): from `wait4` on Unix, which reaps it; on
+/// Windows from the OS layer while the child's handle still holds its figures.
 pub fn run_bounded(mut command: Command, limit: Duration) -> io::Result<Finished> {
     let started = Instant::now();
     let mut child = command
@@ -152,8 +165,19 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> io::Result<Finished
         let _ = io::Read::read_to_string(&mut stdout, &mut s);
         s
     });
-    let pid = child.id() as libc::pid_t;
     let deadline = started + limit;
+    let cpu_seconds = reap_with_cpu(&mut child, deadline, &command, limit);
+    Ok(Finished {
+        stdout: reader.join().unwrap_or_default(),
+        cpu_seconds,
+        wall: started.elapsed(),
+    })
+}
+
+#[cfg(unix)]
+fn reap_with_cpu(child: &mut Child, deadline: Instant, command: &Command, limit: Duration) -> f64 {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: an all-zero rusage is valid (integers and timevals only).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         let mut status = 0;
@@ -172,11 +196,25 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> io::Result<Finished
         std::thread::sleep(Duration::from_millis(5));
     }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Finished {
-        stdout: reader.join().unwrap_or_default(),
-        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        wall: started.elapsed(),
-    })
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+#[cfg(not(unix))]
+fn reap_with_cpu(child: &mut Child, deadline: Instant, command: &Command, limit: Duration) -> f64 {
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("{command:?} overran {limit:?}: killed");
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The exited process's figures last while `child` holds its handle.
+    socklab::procfs::cpu_seconds(child.id())
 }
 
 /// The number after `"key":` in a flat JSON line (socklab-stress writes no nested key twice).
@@ -203,4 +241,20 @@ pub fn finish(dir: &str, name: &str, md: &str, jsonl: &str, started: Instant) ->
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether `--mode uring` can run here; if not, says why (once per bench) so the table's missing column is
+/// explained.
+pub fn uring_runs() -> bool {
+    let config = socklab::server::config::Config {
+        port: 0,
+        ..Default::default()
+    };
+    match socklab::server::Server::bind(socklab::server::Mode::Uring, config) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("uring skipped: {e}");
+            false
+        }
+    }
 }

@@ -71,17 +71,6 @@ impl Catching {
     }
 }
 
-/// A client that sends far more than it will ever read: the server's replies to it can never all be
-/// delivered, so a graceful shutdown waits for it until the deadline.
-fn never_reading(addr: SocketAddr) -> TcpStream {
-    let mut client = connect(addr);
-    client
-        .set_write_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let _ = client.write_all(&vec![b'x'; 8 << 20]);
-    client
-}
-
 each_mode! {
     fn ctrl_break_begins_a_graceful_shutdown_and_a_second_ends_it_at_once(mode) {
         let server = catching(mode, Duration::from_secs(60));

@@ -80,11 +80,7 @@ each_mode! {
     fn a_second_signal_exits_at_once_without_waiting_for_the_deadline(mode) {
         let mut server = spawn_mode(mode, &["--shutdown-timeout", "60"]);
         // A client that sends a lot and reads nothing: its replies can never flush.
-        let mut client = connect(server.addr);
-        client
-            .set_write_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let _ = client.write_all(&vec![b'x'; 8 << 20]);
+        let client = never_reading(server.addr);
         server.signal(libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(300));
         assert!(
@@ -109,12 +105,8 @@ each_mode! {
     /// one client is silent (a thread blocked in `read`), one never reads (a thread blocked in `write_all`).
     fn shutdown_deadline_drops_a_client_that_never_reads(mode) {
         let server = spawn_mode(mode, &["--shutdown-timeout", "0.5"]);
-        let mut client = connect(server.addr);
+        let client = never_reading(server.addr);
         let _silent = connect(server.addr);
-        client
-            .set_write_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let _ = client.write_all(&vec![b'x'; 8 << 20]);
         let start = Instant::now();
         server.signal(libc::SIGTERM);
         let (status, log) = server.wait();
@@ -132,10 +124,7 @@ each_mode! {
 each_mode! {
     fn new_connections_are_refused_once_shutdown_begins(mode) {
         let server = spawn_mode(mode, &["--shutdown-timeout", "30"]);
-        let mut busy = connect(server.addr);
-        busy.set_write_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let _ = busy.write_all(&vec![b'x'; 8 << 20]);
+        let busy = never_reading(server.addr);
         server.signal(libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(300));
         assert!(

@@ -348,6 +348,29 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A client that sends far more than it will ever read, connected to an `upper`/`echo` server: the replies
+/// it is owed can never all be delivered, so a graceful shutdown must wait for it (until the deadline).
+///
+/// It writes until a write blocks for a second, not a fixed amount: the kernel's buffers on both sides (the
+/// server's receive and send buffers, this client's receive buffer, all grown by autotuning) took about
+/// 8 MiB on Linux before the server's `--high-water` stopped its reading, so a fixed 8 MiB sometimes all
+/// fitted, the server owed nothing, and its shutdown ended after the linger's 2 s instead of waiting (a CI
+/// run under Wine failed so). A write that blocks means the server stopped reading, which it does only when
+/// holding replies it cannot send.
+pub fn never_reading(addr: SocketAddr) -> TcpStream {
+    let mut client = connect(addr);
+    client
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..256 {
+        if client.write(&chunk).is_err() {
+            return client;
+        }
+    }
+    panic!("the server read 256 MiB without stopping at --high-water");
+}
+
 /// Reads exactly `n` bytes (a reply may arrive in any number of pieces).
 pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];

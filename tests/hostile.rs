@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -102,9 +102,11 @@ fn a_datagram_flood_does_not_starve_tcp_clients() {
     let server = start(config());
     let addr = server.addr;
     let stop = Arc::new(AtomicBool::new(false));
+    let flooded = Arc::new(AtomicU64::new(0));
     let flooders: Vec<_> = (0..2)
         .map(|_| {
             let stop = Arc::clone(&stop);
+            let flooded = Arc::clone(&flooded);
             thread::spawn(move || {
                 let socket = udp_client(addr);
                 let payload = [b'f'; 512];
@@ -114,11 +116,17 @@ fn a_datagram_flood_does_not_starve_tcp_clients() {
                 while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(10) {
                     let _ = socket.send_to(&payload, addr);
                     sent += 1;
+                    flooded.fetch_add(1, Ordering::Relaxed);
                 }
                 sent
             })
         })
         .collect();
+    // The flood must be under way before the TCP client starts: on a busy machine (the whole suite at once)
+    // the 200 exchanges once ended before a flooding thread had sent anything, and tested nothing.
+    eventually("the flood is under way", || {
+        flooded.load(Ordering::Relaxed) >= 1000
+    });
     let mut tcp = connect(addr);
     for i in 0..200 {
         let line = format!("under flood {i}\n");

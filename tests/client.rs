@@ -146,11 +146,8 @@ fn udp_to_a_server_that_binds_no_udp_socket_says_so() {
 
 #[test]
 fn connection_refused_asks_whether_the_server_runs() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_held, addr) = nothing_listens();
+    let port = addr.port();
     let (status, out, err) = client(port, &["hello"], None);
     assert_eq!(status.code(), Some(1));
     assert!(out.is_empty());

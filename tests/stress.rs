@@ -255,11 +255,8 @@ fn wrong_service_makes_every_reply_wrong_stops_early_and_names_the_service() {
 
 #[test]
 fn udp_with_no_server_counts_each_socket_once_and_says_why() {
-    // A port that was free a moment ago: "port unreachable" comes back for every socket.
-    let addr = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Nothing listens there: "port unreachable" comes back for every socket, and a TCP connection is refused.
+    let (_held, addr) = nothing_listens();
     let report = run(&LoadOptions {
         udp: true,
         connections: 5,
@@ -438,11 +435,7 @@ fn a_corrupted_http_response_is_a_wrong_reply_but_another_date_is_not() {
 
 #[test]
 fn refused_connections_are_errors() {
-    // A port that was free a moment ago: nothing listens there.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, addr) = nothing_listens();
     let report = run(&LoadOptions {
         connections: 3,
         ..options(addr)

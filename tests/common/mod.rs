@@ -344,6 +344,22 @@ pub fn spawn_child(command: &mut Command) -> Child {
 }
 
 /// A TCP client whose reads and writes give up after [`TIMEOUT`] instead of hanging the test.
+/// A loopback address where nothing listens or answers, and nothing will while the returned socket lives.
+///
+/// Taking a port that was free a moment ago and dropping its socket is a race: another test running at the
+/// same time may bind that port number for its own server (socklab binds TCP first, on port 0) before this one
+/// connects, and then "refused" becomes "accepted". A TCP socket that is bound but not listening holds the port
+/// against every other bind, and a connection to it is still refused (RST); its UDP port stays unbound, so a
+/// datagram sent there gets "port unreachable".
+pub fn nothing_listens() -> (socket2::Socket, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();

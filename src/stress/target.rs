@@ -104,7 +104,13 @@ mod tests {
             said.contains("http"),
             "the TCP-only services are named: {said}"
         );
-        drop(listener);
+        // Where nothing listens: a TCP socket bound but not listening holds the port (dropping the listener
+        // would let a test running beside this one bind the number) and refuses connections.
+        let held =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        held.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let addr = held.local_addr().unwrap().as_socket().unwrap();
         assert!(!tcp_answers(addr, Duration::from_secs(1)));
         assert!(udp_unreachable(addr, false).contains("is socklab-server running on"));
     }

@@ -470,7 +470,9 @@ each_mode! {
 each_mode! {
     /// A peer that never reads keeps its receive window at zero, so its replies can never be delivered:
     /// the deadline cuts it, the summary counts it, and the server exits on time (the stated margin is
-    /// 0.2 s for the blocking modes, a tick and the grace; the assertion allows 0.75 s for a busy machine).
+    /// 0.2 s for the blocking modes, a tick and the grace; the assertion allows 2 s, for a machine busy with
+    /// this file's 500-client tests and for Wine's process teardown: a server that waited on the stuck
+    /// client would never exit).
     fn the_deadline_cuts_a_client_that_never_reads_and_exits_on_time(mode) {
         let server = spawn_mode(mode, &["--shutdown-timeout", "1"]);
         let mut stuck = connect(server.addr);
@@ -483,7 +485,7 @@ each_mode! {
         let took = signalled.elapsed();
         assert!(status.success(), "{mode}: {log}");
         assert!(took >= Duration::from_millis(950), "{mode}: gave up after {took:?}, before the deadline");
-        assert!(took < Duration::from_millis(1750), "{mode}: exited {took:?} after the signal, against a 1 s limit");
+        assert!(took < Duration::from_secs(3), "{mode}: exited {took:?} after the signal, against a 1 s limit");
         assert!(log.contains("1 connection cut at the shutdown deadline"), "{mode}: {log}");
         drop(stuck);
     }
@@ -750,7 +752,7 @@ each_mode! {
         trickler.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let started = std::time::Instant::now();
         let mut closed = false;
-        while started.elapsed() < Duration::from_secs(4) {
+        while started.elapsed() < Duration::from_secs(8) {
             if trickler.write_all(b"x").is_err() {
                 closed = true;
                 break;
@@ -773,7 +775,9 @@ each_mode! {
         drop(trickler);
         let stats = server.stop().stats;
         assert!(closed, "{mode}: a 20 B/s trickle held its connection for {held:?} against --min-rate 1000");
-        assert!(held < Duration::from_secs(2), "{mode}: closed only after {held:?}");
+        // Its first window ends at 0.5 s; the bound leaves room for a machine busy with this file's
+        // 500-client tests (a whole-second window would have been 1 s, and the old rounding never closed it).
+        assert!(held < Duration::from_secs(3), "{mode}: closed only after {held:?}");
         assert_eq!(stats.timed_out, 1, "{mode}");
     }
 }

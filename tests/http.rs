@@ -647,7 +647,8 @@ each_mode! {
     fn the_keep_alive_and_body_timeouts_hold_in_every_mode(mode) {
         let server = start_mode(mode, Config {
             keepalive_timeout: Some(Duration::from_millis(400)),
-            body_timeout: Some(Duration::from_millis(400)),
+            // Five times the trickle's pause, so a stalled test thread does not end the body early.
+            body_timeout: Some(Duration::from_secs(1)),
             ..http_config()
         });
         let mut kept = connect(server.addr);
@@ -660,15 +661,15 @@ each_mode! {
         drop(kept);
         let mut slow = connect(server.addr);
         slow.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab").unwrap();
-        // Each read puts the body timeout off; then the body stops.
-        for _ in 0..3 {
+        // Each read puts the body timeout off (1.2 s of trickle outlasts one 1 s window); then the body stops.
+        for _ in 0..6 {
             std::thread::sleep(Duration::from_millis(200));
             slow.write_all(b"c").unwrap();
         }
         let started = std::time::Instant::now();
         let reply = read_to_end(&mut slow);
         assert!(reply.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"), "{mode}: {:?}", String::from_utf8_lossy(&reply));
-        assert!(started.elapsed() >= Duration::from_millis(150), "{mode}: the trickle kept it: {:?}", started.elapsed());
+        assert!(started.elapsed() >= Duration::from_millis(500), "{mode}: the trickle kept it: {:?}", started.elapsed());
         server.stop();
     }
 }

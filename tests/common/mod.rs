@@ -343,7 +343,6 @@ pub fn spawn_child(command: &mut Command) -> Child {
     }
 }
 
-/// A TCP client whose reads and writes give up after [`TIMEOUT`] instead of hanging the test.
 /// A loopback address where nothing listens or answers, and nothing will while the returned socket lives.
 ///
 /// Taking a port that was free a moment ago and dropping its socket is a race: another test running at the
@@ -360,6 +359,7 @@ pub fn nothing_listens() -> (socket2::Socket, SocketAddr) {
     (socket, addr)
 }
 
+/// A TCP client whose reads and writes give up after [`TIMEOUT`] instead of hanging the test.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();

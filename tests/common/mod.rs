@@ -343,13 +343,14 @@ pub fn spawn_child(command: &mut Command) -> Child {
     }
 }
 
-/// A loopback address where nothing listens or answers, and nothing will while the returned socket lives.
+/// A loopback address where nothing listens, and no server can start while the returned socket lives.
 ///
 /// Taking a port that was free a moment ago and dropping its socket is a race: another test running at the
 /// same time may bind that port number for its own server (socklab binds TCP first, on port 0) before this one
-/// connects, and then "refused" becomes "accepted". A TCP socket that is bound but not listening holds the port
-/// against every other bind, and a connection to it is still refused (RST); its UDP port stays unbound, so a
-/// datagram sent there gets "port unreachable".
+/// connects, and then "refused" becomes "accepted". A TCP socket that is bound but not listening holds the
+/// TCP port against every other bind, and a connection to it is still refused (RST). Its UDP port stays
+/// unbound, so a datagram sent there gets "port unreachable"; a UDP port cannot be held without receiving
+/// on it, so a parallel test's own port-0 UDP socket could still, rarely, be given that number.
 pub fn nothing_listens() -> (socket2::Socket, SocketAddr) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket

@@ -776,7 +776,7 @@ each_mode! {
         let stats = server.stop().stats;
         assert!(closed, "{mode}: a 20 B/s trickle held its connection for {held:?} against --min-rate 1000");
         // Its first window ends at 0.5 s; the bound leaves room for a machine busy with this file's
-        // 500-client tests (a whole-second window would have been 1 s, and the old rounding never closed it).
+        // 500-client tests, and still fails the old rounding, which never closed the trickle at all.
         assert!(held < Duration::from_secs(3), "{mode}: closed only after {held:?}");
         assert_eq!(stats.timed_out, 1, "{mode}");
     }

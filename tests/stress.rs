@@ -139,7 +139,7 @@ fn open_loop_stops_at_its_duration_and_says_whether_the_rate_was_reached() {
     );
     // A rate the server meets: every request due went out, and the report says that too.
     // Slots for every request of the run (8 × 64 ≥ 300), so a stall of the machine delays replies but leaves
-    // no request waiting for a free slot: with 8 × 4 a 32 ms stall near the end left some unsent.
+    // no request waiting for a free slot: with 8 × 4, a 32 ms stall near the end could leave some unsent.
     let met = run(&LoadOptions {
         rate: Some(1_000.0),
         stop: Stop::Duration(Duration::from_millis(300)),
